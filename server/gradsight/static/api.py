@@ -1,0 +1,134 @@
+"""Entry points of the static analysis: check a source string, a file, or a tree of files."""
+
+from __future__ import annotations
+
+import ast
+import io
+import logging
+import os
+import tokenize
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from gradsight.findings import CheckResult, Finding, SourceError
+from gradsight.static import rules  # noqa: F401  (importing the package registers every rule)
+from gradsight.static.context import Context
+from gradsight.static.registry import FILE_HANDLERS, NODE_HANDLERS
+from gradsight.static.rules.catalog import RULES
+
+logger = logging.getLogger(__name__)
+
+# Folders skipped while walking a directory, as ruff and flake8 skip them by default.
+EXCLUDED_DIRECTORIES = frozenset(
+    {".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "__pycache__", "node_modules", "site-packages", ".mypy_cache", ".ruff_cache", ".pytest_cache", "build", "dist"}
+)
+
+
+def check_source(
+    source: str,
+    *,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+) -> CheckResult:
+    """Analyse Python source text and return its findings, sorted by position.
+
+    `select` and `ignore` take rule codes or code prefixes (`GS1` means every GS1xx rule), as
+    ruff does. A source that does not parse returns a CheckResult whose `error` says why.
+    """
+    try:
+        tree = ast.parse(source, type_comments=False)
+    except SyntaxError as error:
+        return CheckResult(error=_syntax_error(error))
+    except (ValueError, RecursionError, MemoryError) as error:
+        # ValueError: NUL bytes; RecursionError/MemoryError: nesting too deep for the parser.
+        return CheckResult(error=SourceError(f"cannot parse: {error}", kind="syntax"))
+
+    try:
+        findings = _run_rules(source, tree)
+    except RecursionError:
+        return CheckResult(error=SourceError("the file is nested too deeply to analyse", kind="internal"))
+
+    selected = [finding for finding in findings if is_selected(finding.code, select, ignore)]
+    selected.sort(key=lambda f: (f.span.line, f.span.column, f.code, f.message))
+    return CheckResult(findings=tuple(_unique(selected)))
+
+
+def check_file(path: Path, **options) -> CheckResult:
+    """Read a file (honouring its PEP 263 encoding declaration) and analyse it."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return CheckResult(error=SourceError(f"cannot read file: {error.strerror or error}", kind="read"))
+    if b"\x00" in data:
+        return CheckResult(error=SourceError("not a Python source file: it contains NUL bytes (binary data)", kind="read"))
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        source = data.decode(encoding)
+    except (SyntaxError, UnicodeDecodeError, LookupError) as error:
+        return CheckResult(error=SourceError(f"cannot decode file: {error}", kind="read"))
+    if source.startswith("\ufeff"):
+        source = source[1:]
+    return check_source(source, **options)
+
+
+def iter_python_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Yield the files named in `paths` and the `.py` files under the folders named there, sorted."""
+    for path in paths:
+        if path.is_dir():
+            for root, directories, files in os.walk(path):
+                directories[:] = sorted(d for d in directories if d not in EXCLUDED_DIRECTORIES and not d.endswith(".egg-info"))
+                for name in sorted(files):
+                    if name.endswith(".py"):
+                        yield Path(root) / name
+        else:
+            yield path
+
+
+def is_selected(code: str, select: Iterable[str] | None, ignore: Iterable[str] | None) -> bool:
+    select = list(select) if select is not None else None
+    if select is not None and not any(code.startswith(prefix) for prefix in select):
+        return False
+    return not any(code.startswith(prefix) for prefix in ignore or ())
+
+
+def unknown_codes(prefixes: Iterable[str]) -> list[str]:
+    """Return the entries of `prefixes` that match no rule code."""
+    return [prefix for prefix in prefixes if not any(code.startswith(prefix) for code in RULES)]
+
+
+def _run_rules(source: str, tree: ast.Module) -> list[Finding]:
+    ctx = Context(source, tree)
+    for node in ast.walk(tree):
+        for handler in NODE_HANDLERS.get(type(node), ()):
+            _call_safely(handler, ctx, node)
+    for file_handler in FILE_HANDLERS:
+        _call_safely(file_handler, ctx)
+    return ctx.findings
+
+
+def _call_safely(handler, *arguments) -> None:
+    # One rule failing on unusual code must not hide the findings of the others.
+    try:
+        handler(*arguments)
+    except RecursionError:
+        raise
+    except Exception:
+        node = arguments[1] if len(arguments) > 1 else None
+        line = getattr(node, "lineno", "?")
+        logger.exception("rule handler %s failed near line %s", getattr(handler, "__qualname__", handler), line)
+
+
+def _syntax_error(error: SyntaxError) -> SourceError:
+    message = error.msg or "invalid syntax"
+    line = error.lineno or 1
+    column = error.offset or 1
+    return SourceError(f"SyntaxError: {message}", line=line, column=max(column, 1), kind="syntax")
+
+
+def _unique(findings: list[Finding]) -> Iterator[Finding]:
+    seen = set()
+    for finding in findings:
+        key = (finding.code, finding.span, finding.message)
+        if key not in seen:
+            seen.add(key)
+            yield finding

@@ -1,0 +1,377 @@
+"""The semantic model of one file: scopes, name bindings, imports and qualified names.
+
+It is built in one pass over the tree before the rules run, so a rule can ask what a name
+refers to anywhere in the file, including names bound after the place that uses them.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+ScopeNode = ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
+
+# Submodules whose classes torch re-exports one level up: `torch.optim.sgd.SGD` is `torch.optim.SGD`.
+_REEXPORTING_PACKAGES = ("torch.optim.", "torch.nn.modules.", "torchvision.transforms.", "torchvision.models.")
+
+
+@dataclass(eq=False)
+class Binding:
+    """One place where a name gets a value.
+
+    `kind` is one of: "assign" (the value is `value`), "param" (a function parameter whose
+    default is `value`), "for" (a loop target; `value` is the iterable), "import", "def",
+    "class", "with", "other" (augmented assignment, except handler, del, star targets and other
+    forms whose value is not tracked).
+    `index` selects an element when the target is part of a tuple: `a, b = f()` binds `b` at
+    index 1 of the value.
+    """
+
+    name: str
+    kind: str
+    node: ast.AST
+    scope: Scope
+    value: ast.expr | None = None
+    index: tuple[int, ...] = ()
+    qualname: str | None = None
+
+
+@dataclass(eq=False)
+class Scope:
+    node: ScopeNode
+    parent: Scope | None
+    bindings: dict[str, list[Binding]] = field(default_factory=dict)
+    global_names: set[str] = field(default_factory=set)
+    nonlocal_names: set[str] = field(default_factory=set)
+
+    @property
+    def is_class(self) -> bool:
+        return isinstance(self.node, ast.ClassDef)
+
+    def add(self, binding: Binding) -> None:
+        self.bindings.setdefault(binding.name, []).append(binding)
+
+
+def canonical_qualname(name: str) -> str:
+    """Map a class's defining-module path to the path users import it from."""
+    for package in _REEXPORTING_PACKAGES:
+        if not name.startswith(package):
+            continue
+        rest = name[len(package):].split(".")
+        # Drop private or lowercase submodules between the package and a capitalised class name.
+        if len(rest) >= 2 and rest[-1][:1].isupper() and all(part[:1].islower() or part.startswith("_") for part in rest[:-1]):
+            if package == "torch.optim." and rest[0] == "lr_scheduler":
+                return "torch.optim.lr_scheduler." + rest[-1]
+            if package == "torchvision.transforms." and rest[0] == "v2":
+                return "torchvision.transforms.v2." + rest[-1]
+            if package == "torch.nn.modules.":
+                return "torch.nn." + rest[-1]
+            return package + rest[-1]
+    return name
+
+
+class SemanticModel:
+    """Scopes, bindings and parent links of a parsed module."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.tree = tree
+        self.parents: dict[ast.AST, ast.AST] = {}
+        self.scopes: dict[ast.AST, Scope] = {}
+        self.classes: dict[str, list[ast.ClassDef]] = {}
+        self.functions: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
+        self.module_scope = Scope(tree, None)
+        self.scopes[tree] = self.module_scope
+        _BindingCollector(self).collect(tree, self.module_scope)
+
+    # Structure
+
+    def parent(self, node: ast.AST) -> ast.AST | None:
+        return self.parents.get(node)
+
+    def ancestors(self, node: ast.AST) -> Iterator[ast.AST]:
+        current = self.parents.get(node)
+        while current is not None:
+            yield current
+            current = self.parents.get(current)
+
+    def scope_of(self, node: ast.AST) -> Scope:
+        """Return the innermost scope whose body contains `node`."""
+        for ancestor in self.ancestors(node):
+            scope = self.scopes.get(ancestor)
+            if scope is not None:
+                return scope
+        return self.module_scope
+
+    def enclosing_function(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        for ancestor in self.ancestors(node):
+            if isinstance(ancestor, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                return ancestor
+        return None
+
+    def enclosing_class(self, node: ast.AST) -> ast.ClassDef | None:
+        for ancestor in self.ancestors(node):
+            if isinstance(ancestor, ast.ClassDef):
+                return ancestor
+        return None
+
+    # Names
+
+    def lookup(self, name: str, node: ast.AST) -> list[Binding]:
+        """Return the bindings that `name` may refer to where `node` uses it (Python's LEGB rule)."""
+        scope: Scope | None = self.scope_of(node)
+        first = True
+        while scope is not None:
+            if name in scope.global_names:
+                return self.module_scope.bindings.get(name, [])
+            # A class body's names are not visible from functions nested in it.
+            if (first or not scope.is_class) and name in scope.bindings and name not in scope.nonlocal_names:
+                return scope.bindings[name]
+            first = False
+            scope = scope.parent
+        return []
+
+    def qualname(self, expr: ast.AST, _depth: int = 0) -> str | None:
+        """Return the dotted import path an expression refers to, such as `torch.optim.SGD`.
+
+        Follows `import x as y`, `from x import y` and plain aliases (`Optim = torch.optim.SGD`).
+        Returns None for anything that is not an imported name or an attribute of one.
+        """
+        if _depth > 20:
+            return None
+        if isinstance(expr, ast.Name):
+            bindings = self.lookup(expr.id, expr)
+            if len(bindings) != 1:
+                return None
+            binding = bindings[0]
+            if binding.kind == "import":
+                return binding.qualname
+            if binding.kind == "assign" and binding.value is not None and not binding.index:
+                if isinstance(binding.value, (ast.Name, ast.Attribute)):
+                    return self.qualname(binding.value, _depth + 1)
+            return None
+        if isinstance(expr, ast.Attribute):
+            base = self.qualname(expr.value, _depth + 1)
+            if base is None:
+                return None
+            return canonical_qualname(f"{base}.{expr.attr}")
+        return None
+
+    def call_qualname(self, call: ast.Call) -> str | None:
+        return self.qualname(call.func)
+
+
+class _BindingCollector(ast.NodeVisitor):
+    """Fill a SemanticModel's parent links, scopes and bindings in one walk."""
+
+    def __init__(self, model: SemanticModel) -> None:
+        self.model = model
+        self.scope = model.module_scope
+
+    def collect(self, node: ast.AST, scope: Scope) -> None:
+        self.scope = scope
+        for child in ast.iter_child_nodes(node):
+            self.model.parents[child] = node
+            self.visit(child)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            self.model.parents[child] = node
+            self.visit(child)
+
+    def _bind(self, name: str, kind: str, node: ast.AST, **details) -> None:
+        scope = self.model.module_scope if name in self.scope.global_names else self.scope
+        scope.add(Binding(name, kind, node, scope, **details))
+
+    def _bind_target(self, target: ast.AST, kind: str, node: ast.AST, value: ast.expr | None, index: tuple[int, ...] = ()) -> None:
+        if isinstance(target, ast.Name):
+            self._bind(target.id, kind, node, value=value, index=index)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            starred = any(isinstance(element, ast.Starred) for element in target.elts)
+            for position, element in enumerate(target.elts):
+                if starred:
+                    self._bind_target(element, "other", node, None)
+                else:
+                    self._bind_target(element, kind, node, value, index + (position,))
+        elif isinstance(target, ast.Starred):
+            self._bind_target(target.value, "other", node, None)
+
+    def _enter(self, node: ScopeNode) -> Scope:
+        scope = Scope(node, self.scope)
+        self.model.scopes[node] = scope
+        return scope
+
+    def _visit_in_scope(self, nodes: list[ast.AST], parent: ast.AST, scope: Scope) -> None:
+        outer = self.scope
+        self.scope = scope
+        for child in nodes:
+            self.model.parents[child] = parent
+            self.visit(child)
+        self.scope = outer
+
+    # Scopes
+
+    def _visit_function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        if not isinstance(node, ast.Lambda):
+            self._bind(node.name, "def", node)
+            self.model.functions.setdefault(node.name, []).append(node)
+            for decorator in node.decorator_list:
+                self.model.parents[decorator] = node
+                self.visit(decorator)
+            if node.returns is not None:
+                self.model.parents[node.returns] = node
+                self.visit(node.returns)
+        arguments = node.args
+        self.model.parents[arguments] = node
+        for default in [*arguments.defaults, *(d for d in arguments.kw_defaults if d is not None)]:
+            self.model.parents[default] = arguments
+            self.visit(default)
+
+        scope = self._enter(node)
+        positional = [*arguments.posonlyargs, *arguments.args]
+        defaults: list[ast.expr | None] = [None] * (len(positional) - len(arguments.defaults)) + list(arguments.defaults)
+        params = list(zip(positional, defaults)) + list(zip(arguments.kwonlyargs, arguments.kw_defaults))
+        for extra in (arguments.vararg, arguments.kwarg):
+            if extra is not None:
+                params.append((extra, None))
+        for arg, default in params:
+            self.model.parents[arg] = arguments
+            scope.add(Binding(arg.arg, "param", arg, scope, value=default))
+
+        body = [node.body] if isinstance(node, ast.Lambda) else node.body
+        self._visit_in_scope(body, node, scope)
+
+    visit_FunctionDef = _visit_function
+    visit_AsyncFunctionDef = _visit_function
+    visit_Lambda = _visit_function
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._bind(node.name, "class", node)
+        self.model.classes.setdefault(node.name, []).append(node)
+        for child in [*node.bases, *node.keywords, *node.decorator_list]:
+            self.model.parents[child] = node
+            self.visit(child)
+        self._visit_in_scope(node.body, node, self._enter(node))
+
+    def _visit_comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) -> None:
+        # The first iterable is evaluated in the enclosing scope, the rest in the comprehension's own.
+        first = node.generators[0]
+        self.model.parents[first] = node
+        self.model.parents[first.iter] = first
+        self.visit(first.iter)
+        scope = self._enter(node)  # type: ignore[arg-type]
+        outer = self.scope
+        self.scope = scope
+        for position, generator in enumerate(node.generators):
+            self.model.parents[generator] = node
+            self._bind_target(generator.target, "for", generator, generator.iter)
+            self.model.parents[generator.target] = generator
+            if position:
+                self.model.parents[generator.iter] = generator
+                self.visit(generator.iter)
+            for condition in generator.ifs:
+                self.model.parents[condition] = generator
+                self.visit(condition)
+        elements = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+        for element in elements:
+            self.model.parents[element] = node
+            self.visit(element)
+        self.scope = outer
+
+    visit_ListComp = _visit_comprehension
+    visit_SetComp = _visit_comprehension
+    visit_GeneratorExp = _visit_comprehension
+    visit_DictComp = _visit_comprehension
+
+    # Bindings
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            self._bind_target(target, "assign", node, node.value)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        kind = "assign" if node.value is not None else "other"
+        self._bind_target(node.target, kind, node, node.value)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._bind_target(node.target, "other", node, None)
+        self.generic_visit(node)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        scope = self.scope
+        # An assignment expression in a comprehension binds in the enclosing function or module.
+        while isinstance(scope.node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)) and scope.parent:
+            scope = scope.parent
+        scope.add(Binding(node.target.id, "assign", node, scope, value=node.value))
+        self.generic_visit(node)
+
+    def _visit_for(self, node: ast.For | ast.AsyncFor) -> None:
+        self._bind_target(node.target, "for", node, node.iter)
+        self.generic_visit(node)
+
+    visit_For = _visit_for
+    visit_AsyncFor = _visit_for
+
+    def _visit_with(self, node: ast.With | ast.AsyncWith) -> None:
+        for item in node.items:
+            if item.optional_vars is not None:
+                self._bind_target(item.optional_vars, "with", node, item.context_expr)
+        self.generic_visit(node)
+
+    visit_With = _visit_with
+    visit_AsyncWith = _visit_with
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            self._bind(node.name, "other", node)
+        self.generic_visit(node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if alias.asname:
+                self._bind(alias.asname, "import", node, qualname=alias.name)
+            else:
+                # `import torch.nn` binds `torch` to the top-level package.
+                top = alias.name.split(".")[0]
+                self._bind(top, "import", node, qualname=top)
+        self.generic_visit(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level == 0 and node.module:
+            for alias in node.names:
+                if alias.name == "*":
+                    continue
+                qualname = canonical_qualname(f"{node.module}.{alias.name}")
+                self._bind(alias.asname or alias.name, "import", node, qualname=qualname)
+        else:
+            for alias in node.names:
+                self._bind(alias.asname or alias.name, "other", node)
+        self.generic_visit(node)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        self.scope.global_names.update(node.names)
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        self.scope.nonlocal_names.update(node.names)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for target in node.targets:
+            self._bind_target(target, "other", node, None)
+        self.generic_visit(node)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.name:
+            self._bind(node.name, "other", node)
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name:
+            self._bind(node.name, "other", node)
+        self.generic_visit(node)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        if node.rest:
+            self._bind(node.rest, "other", node)
+        self.generic_visit(node)

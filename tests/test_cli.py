@@ -1,0 +1,117 @@
+"""The `gradsight check` command as a user runs it: a real subprocess of the installed console script."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CASES = Path(__file__).parent / "cases" / "static"
+
+
+def _gradsight():
+    script = Path(sys.executable).with_name("gradsight")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "gradsight"]
+
+
+def run(*args, cwd=None):
+    return subprocess.run([*_gradsight(), *args], capture_output=True, text=True, cwd=cwd, timeout=60)
+
+
+def test_check_text_lines_and_exit_status(tmp_path):
+    shutil.copy(CASES / "vgg_cifar10_tiny_lr.py", tmp_path / "train.py")
+    result = run("check", "train.py", cwd=tmp_path)
+    assert result.returncode == 1
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("train.py:55:47: GS101 learning rate 1e-10")
+    assert result.stdout.splitlines()[-1] == "Found 1 problem (1 warning) in 1 file."
+
+
+def test_check_json_fields():
+    result = run("check", "--format", "json", str(CASES / "normalize_std.py"))
+    assert result.returncode == 1
+    items = json.loads(result.stdout)
+    assert [(item["code"], item["line"], item["severity"]) for item in items] == [
+        ("GS502", 9, "warning"),
+        ("GS502", 13, "warning"),
+        ("GS502", 15, "error"),
+    ]
+    for key in ("path", "line", "column", "end_line", "end_column", "code", "rule", "severity", "message"):
+        assert key in items[0]
+    assert items[0]["rule"] == "normalize-stats"
+
+
+def test_check_clean_file_exits_zero(tmp_path):
+    (tmp_path / "ok.py").write_text("import torch\nopt = torch.optim.SGD(params, lr=0.1)\n")
+    result = run("check", str(tmp_path))
+    assert result.returncode == 0
+    assert result.stdout.strip() == "All checks passed (1 file checked)."
+
+
+def test_check_information_only_exits_zero():
+    result = run("check", str(CASES / "clean_finetune_amp_accum.py"))
+    assert result.returncode == 0
+    assert "GS201" in result.stdout
+
+
+def test_check_folder_with_broken_and_binary_files(tmp_path):
+    (tmp_path / "a_broken.py").write_text("def f(:\n")
+    (tmp_path / "b_binary.py").write_bytes(b"\x00\x01\x02")
+    (tmp_path / "c_latin1.py").write_bytes("# -*- coding: latin-1 -*-\n# caf\xe9\nimport torch\nopt = torch.optim.SGD(p, lr=1e-9)\n".encode("latin-1"))
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "skipped.py").write_text("import torch\nopt = torch.optim.SGD(p, lr=1e-9)\n")
+    result = run("check", str(tmp_path))
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1
+    assert lines[0].endswith("a_broken.py:1:7: SyntaxError: invalid syntax (file not checked)")
+    assert "b_binary.py:1:1: not a Python source file" in lines[1]
+    assert "c_latin1.py:4:" in lines[2]
+    assert "GS101" in lines[2]
+    assert len(lines) == 4
+    assert result.stderr == ""
+
+
+def test_check_select_and_ignore():
+    path = str(CASES / "frozen_by_mistake.py")
+    selected = json.loads(run("check", "--format", "json", "--select", "GS2", "--ignore", "GS206", path).stdout)
+    assert [item["code"] for item in selected] == ["GS201"]
+    prefixed = json.loads(run("check", "--format", "json", "--select", "gs206,GS101", path).stdout)
+    assert [item["code"] for item in prefixed] == ["GS206"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["check", "--select", "GS999", "x.py"], "unknown rule code GS999"),
+        (["check", "does-not-exist.py"], "path not found: does-not-exist.py"),
+        (["check", "--format", "xml", "x.py"], "invalid choice"),
+        ([], "usage"),
+    ],
+)
+def test_usage_errors_exit_two(tmp_path, args, message):
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_rule_prints_documentation():
+    result = run("rule", "gs101")
+    assert result.returncode == 0
+    assert result.stdout.startswith("# lr-too-small (GS101)")
+
+
+def test_module_entry_point_matches_console_script():
+    result = subprocess.run([sys.executable, "-m", "gradsight", "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.startswith("gradsight ")
+
+
+def test_static_check_never_imports_torch(tmp_path):
+    # The checker must work where torch is absent and must never import the user's code.
+    probe = "import sys; from gradsight.cli import main; code = main(['check', sys.argv[1]]); assert 'torch' not in sys.modules and 'torchvision' not in sys.modules; sys.exit(code)"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run([sys.executable, "-c", probe, str(CASES)], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1, result.stderr

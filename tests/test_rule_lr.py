@@ -1,0 +1,183 @@
+"""GS101 lr-too-small and GS102 lr-too-large on the many ways scripts set a learning rate."""
+
+import pytest
+
+from conftest import codes_of, findings_of
+
+HEADER = "import torch\nimport torch.nn as nn\nmodel = nn.Linear(4, 2)\n"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "opt = torch.optim.SGD(model.parameters(), lr=1e-10)",
+        "opt = torch.optim.SGD(model.parameters(), 1e-10)",
+        "opt = torch.optim.Adam(model.parameters(), lr=0)",
+        "opt = torch.optim.Adam(model.parameters(), lr=0.0)",
+        "opt = torch.optim.AdamW(model.parameters(), lr=float('1e-10'))",
+        "LR = 1e-8\nopt = torch.optim.SGD(model.parameters(), lr=LR)",
+        "LR = 1e-3 / 1e5\nopt = torch.optim.SGD(model.parameters(), lr=LR)",
+        "opt = torch.optim.SGD(model.parameters(), lr=10 ** -9)",
+        "config = {'lr': 1e-9, 'epochs': 3}\nopt = torch.optim.SGD(model.parameters(), lr=config['lr'])",
+        "config = {'optim': {'lr': 1e-9}}\nopt = torch.optim.SGD(model.parameters(), lr=config['optim']['lr'])",
+        "config = dict(lr=1e-9)\nopt = torch.optim.SGD(model.parameters(), lr=config.get('lr', 0.1))",
+        "lr, momentum = 1e-9, 0.9\nopt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)",
+        "opt = torch.optim.SGD([{'params': model.parameters(), 'lr': 1e-12}], lr=0.1)",
+    ],
+)
+def test_lr_too_small_found(source):
+    assert "GS101" in codes_of(HEADER + source)
+
+
+def test_lr_too_small_through_import_aliases():
+    source = """
+        from torch.optim import SGD as PlainSGD
+        import torch.optim as optim
+        from torch import optim as o2
+        a = PlainSGD(params, lr=1e-9)
+        b = optim.Adam(params, lr=1e-9)
+        c = o2.RMSprop(params, lr=1e-9)
+    """
+    assert codes_of(source) == ["GS101", "GS101", "GS101"]
+
+
+def test_lr_argparse_string_default():
+    source = """
+        import argparse
+        import torch
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--learning-rate", type=float, default="1e-10")
+        parser.add_argument("-m", "--momentum", type=float, default=0.9)
+        args = parser.parse_args()
+        opt = torch.optim.SGD(params, lr=args.learning_rate, momentum=args.momentum)
+    """
+    (finding,) = findings_of(source)
+    assert finding.code == "GS101"
+    assert "the default of --learning-rate, line 5" in finding.message
+    assert finding.related[0].span.line == 5
+
+
+def test_lr_helper_parser_and_function_default():
+    source = """
+        import argparse
+        import torch
+
+        def get_args():
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--lr", type=float, default=1e-9)
+            return parser.parse_args()
+
+        def train(model, lr=1e-11):
+            return torch.optim.Adam(model.parameters(), lr=lr)
+
+        args = get_args()
+        opt = torch.optim.SGD(params, lr=args.lr)
+        args2, _ = argparse.ArgumentParser().parse_known_args()
+    """
+    findings = findings_of(source)
+    assert [(f.code, f.span.line) for f in findings] == [("GS101", 11), ("GS101", 14)]
+    assert "parameter `lr` of `train()`" in findings[0].message
+
+
+def test_lr_through_dataclass_and_class_attribute():
+    source = """
+        from dataclasses import dataclass
+        import torch
+
+        @dataclass
+        class Config:
+            lr: float = 1e-9
+            epochs: int = 3
+
+        class Defaults:
+            lr = 1e-9
+
+        cfg = Config()
+        a = torch.optim.SGD(params, lr=cfg.lr)
+        b = torch.optim.SGD(params, lr=Defaults.lr)
+        c = torch.optim.SGD(params, lr=Config(lr=0.1).lr)
+    """
+    assert [f.span.line for f in findings_of(source)] == [14, 15]
+
+
+def test_lr_through_self_attribute_and_constructor_default():
+    source = """
+        import torch
+
+        class Trainer:
+            def __init__(self, model, lr=1e-9):
+                self.model = model
+                self.lr = lr
+
+            def build(self):
+                return torch.optim.SGD(self.model.parameters(), lr=self.lr)
+
+        Trainer(model).build()
+    """
+    assert codes_of(source) == ["GS101"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # Typical values.
+        "opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)",
+        "opt = torch.optim.Adam(model.parameters(), lr=3e-4)",
+        "opt = torch.optim.Adam(model.parameters())",
+        "opt = torch.optim.AdamW(model.parameters(), lr=2e-6)",
+        # A scheduler sets the lr on its own terms.
+        "opt = torch.optim.SGD(model.parameters(), lr=1e-10)\n"
+        "sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=100)",
+        "opt = torch.optim.AdamW(model.parameters(), lr=0)\n"
+        "sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, step / 100) * 3e-4)",
+        # Warmup that writes the lr per step.
+        "opt = torch.optim.AdamW(model.parameters(), lr=0.0)\n"
+        "for step in range(100):\n"
+        "    for group in opt.param_groups:\n"
+        "        group['lr'] = 3e-4 * min(1.0, step / 10)\n",
+        # Values that cannot be proven: a sweep, a reassigned name, an argument overridden by a caller.
+        "for lr in [1e-10, 1e-3]:\n    opt = torch.optim.SGD(model.parameters(), lr=lr)",
+        "lr = 1e-10\nlr = lr * 1e8\nopt = torch.optim.SGD(model.parameters(), lr=lr)",
+        "def train(lr=1e-10):\n    return torch.optim.SGD(model.parameters(), lr=lr)\ntrain(lr=0.1)",
+        "def train(lr=1e-10):\n    return torch.optim.SGD(model.parameters(), lr=lr)\ntrain(0.1)",
+        "import json\nconfig = json.load(open('c.json'))\nopt = torch.optim.SGD(model.parameters(), lr=config['lr'])",
+        "config = {'lr': 1e-10}\nconfig['lr'] = 0.1\nopt = torch.optim.SGD(model.parameters(), lr=config['lr'])",
+        "config = {'lr': 1e-10}\nconfig.update(lr=0.1)\nopt = torch.optim.SGD(model.parameters(), lr=config['lr'])",
+        "import argparse\np = argparse.ArgumentParser()\np.add_argument('--lr', type=float, default=1e-10)\n"
+        "args = p.parse_args()\nargs.lr = args.lr * 1e8\nopt = torch.optim.SGD(model.parameters(), lr=args.lr)",
+        "import argparse\np = argparse.ArgumentParser()\np.add_argument('--lr', type=float, required=True)\n"
+        "args = p.parse_args()\nopt = torch.optim.SGD(model.parameters(), lr=args.lr)",
+        # LBFGS uses lr=1 by default.
+        "opt = torch.optim.LBFGS(model.parameters(), lr=1)",
+        # Not a torch optimizer.
+        "class SGD:\n    def __init__(self, params, lr): pass\nopt = SGD(model.parameters(), lr=1e-10)",
+    ],
+)
+def test_lr_quiet(source):
+    assert codes_of(HEADER + source) == []
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("opt = torch.optim.SGD(model.parameters(), lr=1.5)", ["GS102"]),
+        ("opt = torch.optim.SGD(model.parameters(), lr=1.0)", []),
+        ("opt = torch.optim.Adam(model.parameters(), lr=0.5)", ["GS102"]),
+        ("opt = torch.optim.RMSprop(model.parameters(), lr=0.2)", ["GS102"]),
+        ("opt = torch.optim.Adam(model.parameters(), lr=0.1)", []),
+        ("opt = torch.optim.LBFGS(model.parameters(), lr=5)", []),
+        ("opt = torch.optim.Adadelta(model.parameters(), lr=1.0)", []),
+    ],
+)
+def test_lr_too_large(source, expected):
+    assert codes_of(HEADER + source) == expected
+
+
+def test_lr_finding_range_and_message():
+    (finding,) = findings_of(HEADER + "optimizer = torch.optim.SGD(model.parameters(), lr=1e-10, momentum=0.9)\n")
+    assert (finding.span.line, finding.span.column, finding.span.end_column) == (4, 49, 57)
+    assert finding.rule == "lr-too-small"
+    assert finding.severity.label == "warning"
+    assert "1e-10" in finding.message
+    assert "SGD" in finding.message
+    assert "1e-3 to 1e-1" in finding.message
