@@ -39,9 +39,10 @@ def check_source(
         tree = ast.parse(source, type_comments=False)
     except SyntaxError as error:
         return CheckResult(error=_syntax_error(error))
-    except (ValueError, RecursionError, MemoryError) as error:
-        # ValueError: NUL bytes; RecursionError/MemoryError: nesting too deep for the parser.
+    except ValueError as error:  # NUL bytes in the source
         return CheckResult(error=SourceError(f"cannot parse: {error}", kind="syntax"))
+    except (RecursionError, MemoryError):
+        return CheckResult(error=SourceError("cannot parse: an expression is nested too deeply for Python's parser", kind="syntax"))
 
     try:
         findings = _run_rules(source, tree)

@@ -141,11 +141,11 @@ class SemanticModel:
             return None
         if isinstance(expr, ast.Name):
             bindings = self.lookup(expr.id, expr)
+            if bindings and all(b.kind == "import" and b.qualname == bindings[0].qualname for b in bindings):
+                return bindings[0].qualname  # The same import repeated, e.g. at the top and inside a function.
             if len(bindings) != 1:
                 return None
             binding = bindings[0]
-            if binding.kind == "import":
-                return binding.qualname
             if binding.kind == "assign" and binding.value is not None and not binding.index:
                 if isinstance(binding.value, (ast.Name, ast.Attribute)):
                     return self.qualname(binding.value, _depth + 1)

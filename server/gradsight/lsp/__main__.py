@@ -1,0 +1,3 @@
+from gradsight.lsp import run_stdio
+
+run_stdio()
