@@ -85,7 +85,7 @@ def test_check_select_and_ignore():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["check", "--select", "GS999", "x.py"], "unknown rule code GS999"),
+        (["check", "--select", "GS999", "x.py"], "unknown rule code 'GS999'"),
         (["check", "does-not-exist.py"], "path not found: does-not-exist.py"),
         (["check", "--format", "xml", "x.py"], "invalid choice"),
         ([], "usage"),

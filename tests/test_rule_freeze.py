@@ -132,7 +132,7 @@ for name, p in model.named_parameters():
         p.requires_grad = False
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 """,
-        # Frozen inside a helper: the checker cannot tie it to the optimizer, so it stays information.
+        # A helper freezes the backbone; the optimizer trains the new head.
         """
 def freeze(module):
     for p in module.parameters():
@@ -140,7 +140,47 @@ def freeze(module):
 
 model = resnet18(weights=None)
 freeze(model)
-optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+model.fc = nn.Linear(512, 10)
+optimizer = torch.optim.Adam(model.fc.parameters(), lr=1e-3)
+""",
+        # Layers unfrozen in ways the checker cannot place: a loop over a list, getattr, a helper, a library call.
+        """
+model = resnet18(weights=None)
+model.requires_grad_(False)
+for m in [model.layer4, model.fc]:
+    m.requires_grad_(True)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+""",
+        """
+model = resnet18(weights=None)
+model.requires_grad_(False)
+for name in ["layer3", "layer4", "fc"]:
+    getattr(model, name).requires_grad_(True)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+""",
+        """
+def set_trainable(module, flag):
+    for p in module.parameters():
+        p.requires_grad = flag
+
+model = resnet18(weights=None)
+model.requires_grad_(False)
+set_trainable(model.fc, True)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+""",
+        """
+import loralib as lora
+model = resnet18(weights=None)
+model.requires_grad_(False)
+lora.mark_only_lora_as_trainable(model)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+""",
+        # A module keeping a flag of its own named requires_grad.
+        """
+class Gate(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.requires_grad = True
 """,
         # A target network is frozen; the optimizer trains the online network.
         """
@@ -164,6 +204,49 @@ model.requires_grad_(False)
 optimizer = torch.optim.SGD(model.fc.parameters(), lr=0.1)
 """
     assert codes_of(source, minimum="warning") == ["GS201"]
+
+
+def test_freeze_through_helper_is_placed_at_call():
+    source = PRELUDE + """
+def freeze(module):
+    for p in module.parameters():
+        p.requires_grad = False
+
+model = resnet18(weights=None)
+freeze(model)
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+"""
+    (finding,) = findings_of(source)
+    assert (finding.code, finding.severity.label, finding.span.line) == ("GS201", "warning", 12)
+
+
+def test_freeze_of_self_model_in_class():
+    source = PRELUDE + """
+class Trainer:
+    def __init__(self):
+        self.model = resnet18(weights=None)
+        for p in self.model.parameters():
+            p.requires_grad = False
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+"""
+    assert codes_of(source, minimum="warning") == ["GS201"]
+
+
+def test_module_attribute_in_loops_and_wrappers():
+    source = PRELUDE + """
+from torch.nn.parallel import DistributedDataParallel as DDP
+net = resnet18()
+seq = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+for layer in list(net.children())[:-1]:
+    layer.requires_grad = False
+for layer in seq[:-1]:
+    layer.requires_grad = False
+for m in [net.layer1, net.layer2]:
+    m.requires_grad = False
+ddp = DDP(net)
+ddp.module.layer1.requires_grad = False
+"""
+    assert [f.span.line for f in findings_of(source) if f.code == "GS206"] == [11, 13, 15, 17]
 
 
 def test_freeze_is_information_naming_the_module():

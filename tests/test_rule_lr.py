@@ -181,3 +181,84 @@ def test_lr_finding_range_and_message():
     assert "1e-10" in finding.message
     assert "SGD" in finding.message
     assert "1e-3 to 1e-1" in finding.message
+
+
+def test_lr_argparse_result_passed_to_function():
+    source = """
+        import argparse
+        import torch
+
+        def train(args, model):
+            return torch.optim.Adam(model.parameters(), lr=args.lr)
+
+        def main():
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--lr", type=float, default=1e-10)
+            args = parser.parse_args()
+            train(args, torch.nn.Linear(3, 3))
+    """
+    assert codes_of(source) == ["GS101"]
+
+
+def test_lr_lightning_saved_hyperparameter():
+    source = """
+        import torch
+        import lightning as L
+
+        class Model(L.LightningModule):
+            def __init__(self, learning_rate=1e-10):
+                super().__init__()
+                self.save_hyperparameters()
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate)
+
+        Model()
+    """
+    assert codes_of(source) == ["GS101"]
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        # The default of a required option is never used.
+        ("import argparse\np = argparse.ArgumentParser()\np.add_argument('--lr', type=float, required=True, default=0)\n"
+         "args = p.parse_args()\nopt = torch.optim.SGD(model.parameters(), lr=args.lr)", []),
+        # parser.set_defaults wins over add_argument.
+        ("import argparse\np = argparse.ArgumentParser()\np.add_argument('--lr', type=float)\np.set_defaults(lr=1e-10)\n"
+         "args = p.parse_args()\nopt = torch.optim.SGD(model.parameters(), lr=args.lr)", ["GS101"]),
+        # dataclass field(default=...).
+        ("from dataclasses import dataclass, field\n@dataclass\nclass C:\n    lr: float = field(default=1e-10)\n"
+         "opt = torch.optim.SGD(model.parameters(), lr=C().lr)", ["GS101"]),
+        # A scheduler that raises the lr (LR range test) and a warmup before a large peak lr.
+        ("opt = torch.optim.Adam(model.parameters(), lr=1e-7)\n"
+         "sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=1.1)", []),
+        ("opt = torch.optim.SGD(model.parameters(), lr=3.2, momentum=0.9)\n"
+         "warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.03125, total_iters=5)", []),
+        ("from transformers import get_linear_schedule_with_warmup\nopt = torch.optim.AdamW(model.parameters(), lr=0.5)\n"
+         "sched = get_linear_schedule_with_warmup(opt, 100, 1000)", []),
+        # Warmup does not make a tiny lr right.
+        ("opt = torch.optim.SGD(model.parameters(), lr=1e-10)\n"
+         "warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=5)", ["GS101"]),
+    ],
+)
+def test_lr_schedulers_and_argparse_details(source, expected):
+    assert codes_of(HEADER + source) == expected
+
+
+def test_lr_negative_message():
+    (finding,) = findings_of(HEADER + "opt = torch.optim.SGD(model.parameters(), lr=-0.01)\n")
+    assert "is negative" in finding.message
+
+
+def test_lr_arithmetic_points_at_expression():
+    (finding,) = findings_of(HEADER + "LR = 1e-3\n\nopt = torch.optim.Adam(model.parameters(), lr=LR * 1e-5)\n")
+    assert "learning rate 1e-8 is" in finding.message
+    assert finding.related == ()
+
+
+def test_lr_config_value_named_as_written():
+    source = HEADER + "cfg = dict(optimizer=dict(lr=1e-8))\n\nopt = torch.optim.SGD(model.parameters(), lr=cfg['optimizer']['lr'])\n"
+    (finding,) = findings_of(source)
+    assert "(`cfg['optimizer']['lr']`, line 4)" in finding.message
+    assert finding.related[0].span.line == 4

@@ -34,6 +34,10 @@ def _findings(body):
         ("y = TF.normalize(x, [0.5], [0.0])", [("GS502", "error")]),
         # torch.nn.functional.normalize is an L2 normalisation, not this transform.
         ("import torch.nn.functional as F\ny = F.normalize(x, 2.0, 0)", []),
+        # Hounsfield units of CT scans are not pixels, even after ToTensor().
+        ("t = T.Compose([T.ToTensor(), T.Normalize(mean=[-600.0], std=[400.0])])", []),
+        # A Normalize kept in a variable, then placed after ToTensor().
+        ("norm = T.Normalize(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])\nf = T.Compose([T.ToTensor(), norm])", [("GS502", "warning")]),
         # Unknown values.
         ("t = T.Normalize(stats['mean'], stats['std'])", []),
     ],
@@ -47,3 +51,10 @@ def test_normalize_constant_defined_elsewhere_is_related():
     assert finding.span.line == 6
     assert [item.span.line for item in finding.related] == [4]
     assert "multiplies the inputs by 20" in finding.message
+
+
+def test_pixel_scale_message_gives_scaled_stats():
+    body = "t = T.Compose([T.ToTensor(), T.Normalize([123.675, 116.28, 103.53], [58.395, 57.12, 57.375])])\n"
+    (finding,) = findings_of(PRELUDE + body)
+    assert "mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)" in finding.message
+    assert "near -2.1" in finding.message

@@ -69,3 +69,59 @@ export function readSettings(config: ConfigurationSource, context: VariableConte
         interpreter: interpreter.map((part) => resolveVariables(part, context)),
     };
 }
+
+/** Checker settings sent to the server; they override `[tool.gradsight]` in the project's pyproject.toml. */
+export interface CheckerSettings {
+    select: string[];
+    ignore: string[];
+    severity: Record<string, string>;
+    thresholds: Record<string, number>;
+}
+
+const SEVERITIES = new Set(['error', 'warning', 'information', 'hint']);
+
+function stringList(raw: unknown): string[] {
+    return Array.isArray(raw) ? raw.filter((item): item is string => typeof item === 'string' && item.trim() !== '') : [];
+}
+
+function plainObject(raw: unknown): Record<string, unknown> {
+    return raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
+}
+
+/**
+ * Reads `gradsight.select`, `ignore`, `severity` and `thresholds`. Entries of the wrong type are dropped here;
+ * the server validates codes and names and logs what it ignores.
+ */
+export function readCheckerSettings(config: ConfigurationSource): CheckerSettings {
+    const severity: Record<string, string> = {};
+    for (const [code, level] of Object.entries(plainObject(config.get<unknown>('severity')))) {
+        if (typeof level === 'string' && SEVERITIES.has(level)) {
+            severity[code] = level;
+        }
+    }
+    const thresholds: Record<string, number> = {};
+    for (const [name, value] of Object.entries(plainObject(config.get<unknown>('thresholds')))) {
+        if (typeof value === 'number' && Number.isFinite(value)) {
+            thresholds[name] = value;
+        }
+    }
+    return {
+        select: stringList(config.get<unknown>('select')),
+        ignore: stringList(config.get<unknown>('ignore')),
+        severity,
+        thresholds,
+    };
+}
+
+/** Converts checker settings to the server's initializationOptions; an empty `select` means "not set". */
+export function buildInitializationOptions(settings: CheckerSettings): Record<string, unknown> {
+    const options: Record<string, unknown> = {
+        ignore: settings.ignore,
+        severity: settings.severity,
+        thresholds: settings.thresholds,
+    };
+    if (settings.select.length > 0) {
+        options.select = settings.select;
+    }
+    return options;
+}

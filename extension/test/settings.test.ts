@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { ConfigurationSource, readSettings, resolveVariables, VariableContext } from '../src/settings';
+import {
+    buildInitializationOptions,
+    ConfigurationSource,
+    readCheckerSettings,
+    readSettings,
+    resolveVariables,
+    VariableContext,
+} from '../src/settings';
 
 const context: VariableContext = {
     workspaceFolder: '/home/ada/project',
@@ -78,5 +85,56 @@ describe('readSettings', () => {
 
     it('ignores values of the wrong type', () => {
         assert.deepEqual(readSettings(configWith({ interpreter: { path: '/usr/bin/python3' } }), context).interpreter, []);
+    });
+});
+
+describe('readCheckerSettings', () => {
+    it('reads select, ignore, severity and thresholds', () => {
+        const settings = readCheckerSettings(
+            configWith({
+                select: ['GS1', 'GS502'],
+                ignore: ['GS201'],
+                severity: { GS102: 'error' },
+                thresholds: { 'lr-min': 1e-8 },
+            }),
+        );
+        assert.deepEqual(settings, {
+            select: ['GS1', 'GS502'],
+            ignore: ['GS201'],
+            severity: { GS102: 'error' },
+            thresholds: { 'lr-min': 1e-8 },
+        });
+    });
+
+    it('drops entries of the wrong type', () => {
+        const settings = readCheckerSettings(
+            configWith({
+                select: 'GS1',
+                ignore: ['GS201', 3, ''],
+                severity: { GS102: 'loud', GS101: 'hint' },
+                thresholds: { 'lr-min': 'small', 'std-floor': 0.05 },
+            }),
+        );
+        assert.deepEqual(settings.select, []);
+        assert.deepEqual(settings.ignore, ['GS201']);
+        assert.deepEqual(settings.severity, { GS101: 'hint' });
+        assert.deepEqual(settings.thresholds, { 'std-floor': 0.05 });
+    });
+
+    it('treats missing settings as empty', () => {
+        assert.deepEqual(readCheckerSettings(configWith({})), { select: [], ignore: [], severity: {}, thresholds: {} });
+    });
+});
+
+describe('buildInitializationOptions', () => {
+    it('omits an empty select so the project configuration applies', () => {
+        const options = buildInitializationOptions({ select: [], ignore: [], severity: {}, thresholds: {} });
+        assert.equal('select' in options, false);
+        assert.deepEqual(options.ignore, []);
+    });
+
+    it('passes a non-empty select', () => {
+        const options = buildInitializationOptions({ select: ['GS1'], ignore: [], severity: {}, thresholds: {} });
+        assert.deepEqual(options.select, ['GS1']);
     });
 });

@@ -7,14 +7,13 @@ not parse), 2 on a usage error or an internal error.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from gradsight import __version__
-from gradsight.findings import CheckResult, Severity
+from gradsight.findings import CheckResult, Severity, SourceError
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -38,6 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`gradsight check ... | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FINDINGS
     except Exception as error:  # An internal error: report it plainly, not as a traceback wall.
         print(f"gradsight: internal error: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -51,52 +55,87 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gradsight {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    check = commands.add_parser("check", help="check training scripts without running them")
+    check = commands.add_parser(
+        "check",
+        help="check training scripts without running them",
+        description="Check training scripts without running them. Settings come from [tool.gradsight] in the "
+        "nearest pyproject.toml; --select and --ignore replace those.",
+    )
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders (folders are searched for .py files)")
-    check.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    check.add_argument("--format", choices=("text", "json", "sarif", "github"), default="text", help="output format (default: text)")
     check.add_argument("--select", action="append", default=None, metavar="CODES", help="only report these comma-separated codes or prefixes, e.g. GS1,GS502")
     check.add_argument("--ignore", action="append", default=None, metavar="CODES", help="never report these comma-separated codes or prefixes")
+    check.add_argument("--fix", action="store_true", help="apply the safe fixes to the files, then report what is left")
+    check.add_argument("--no-config", action="store_true", help="ignore pyproject.toml settings and use the defaults")
     check.set_defaults(handler=_run_check)
 
     lsp = commands.add_parser("lsp", help="run the language server over standard input and output")
     lsp.set_defaults(handler=_run_lsp)
 
-    rule = commands.add_parser("rule", help="print the documentation of a rule, e.g. `gradsight rule GS101`")
+    rule = commands.add_parser("rule", help="print the documentation of a rule, by code or name: `gradsight rule GS101`")
     rule.add_argument("code", metavar="CODE")
     rule.set_defaults(handler=_run_rule)
     return parser
 
 
-def _codes(values: list[str] | None) -> list[str] | None:
+def _codes(values: list[str] | None, option: str) -> tuple[str, ...] | None:
+    from gradsight.config import ConfigError, parse_codes
+
     if values is None:
         return None
-    from gradsight.static import unknown_codes
-
-    codes = [code.strip().upper() for value in values for code in value.split(",") if code.strip()]
-    unknown = unknown_codes(codes)
-    if unknown:
-        from gradsight.static import RULES
-
-        raise UsageError(f"unknown rule code {', '.join(unknown)}; known codes: {', '.join(sorted(RULES))}")
-    return codes
+    try:
+        return parse_codes(values, option)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from gradsight.static import check_file, iter_python_files
+    from gradsight.config import DEFAULT_SETTINGS, ConfigError, settings_for
+    from gradsight.fixes import apply_fixes
+    from gradsight.output import WRITERS
+    from gradsight.static import check_file, check_source, iter_python_files
 
-    select, ignore = _codes(args.select), _codes(args.ignore)
+    select, ignore = _codes(args.select, "--select"), _codes(args.ignore, "--ignore")
+    if select == ():
+        raise UsageError("--select needs at least one rule code or prefix, e.g. --select GS1")
     missing = [str(path) for path in args.paths if not path.exists()]
     if missing:
         raise UsageError(f"path not found: {', '.join(missing)}")
 
     results: list[tuple[Path, CheckResult]] = []
+    fixed = 0
+    seen: set[Path] = set()
     for path in iter_python_files(args.paths):
-        results.append((path, check_file(path, select=select, ignore=ignore)))
+        if path.resolve() in seen:
+            continue  # The same file named twice, or reached through two of the given paths.
+        seen.add(path.resolve())
+        if path.suffix == ".ipynb":
+            message = "Jupyter notebooks are not supported yet; export one with `jupyter nbconvert --to script` and check the .py file"
+            results.append((path, CheckResult(error=SourceError(message, kind="read"))))
+            continue
+        try:
+            settings = DEFAULT_SETTINGS if args.no_config else settings_for(path)
+        except ConfigError as error:
+            raise UsageError(f"invalid configuration: {error}") from None
+        result = check_file(path, settings=settings, select=select, ignore=ignore)
+        if args.fix and result.error is None:
+            safe_fixes = [finding.fix for finding in result.findings if finding.fix is not None and finding.fix.safe]
+            source = _read_utf8(path) if safe_fixes else None
+            if source is not None:
+                new_source, count = apply_fixes(source, safe_fixes)
+                if new_source != source:
+                    path.write_text(new_source, encoding="utf-8")
+                    fixed += count
+                    result = check_source(new_source, settings=settings, select=select, ignore=ignore)
+        results.append((path, result))
 
-    if args.format == "json":
-        _print_json(results)
+    if not results:
+        print(f"gradsight: warning: no Python files found in {', '.join(str(path) for path in args.paths)}", file=sys.stderr)
+
+    if args.format == "text":
+        WRITERS["text"](results, sys.stdout, fixed=fixed)
     else:
-        _print_text(results)
+        WRITERS[args.format](results, sys.stdout)
 
     if any(result.error is not None and result.error.kind == "internal" for _, result in results):
         return EXIT_ERROR
@@ -105,53 +144,12 @@ def _run_check(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if failed or serious else EXIT_CLEAN
 
 
-def _print_text(results: list[tuple[Path, CheckResult]]) -> None:
-    counts: Counter[str] = Counter()
-    for path, result in results:
-        if result.error is not None:
-            print(f"{path}:{result.error.line}:{result.error.column}: {result.error.message} (file not checked)")
-            counts["file not checked"] += 1
-        for finding in result.findings:
-            print(f"{path}:{finding.span.line}:{finding.span.column}: {finding.code} {finding.message}")
-            counts[finding.severity.label] += 1
-    total = sum(counts.values())
-    if total == 0:
-        print(f"All checks passed ({len(results)} file{'s' if len(results) != 1 else ''} checked).")
-        return
-    labels = {
-        "file not checked": ("file not checked", "files not checked"),
-        "error": ("error", "errors"),
-        "warning": ("warning", "warnings"),
-        "information": ("information", "information"),
-        "hint": ("hint", "hints"),
-    }
-    detail = ", ".join(
-        f"{counts[key]} {singular if counts[key] == 1 else plural}" for key, (singular, plural) in labels.items() if counts[key]
-    )
-    print(f"Found {total} problem{'s' if total != 1 else ''} ({detail}) in {len(results)} file{'s' if len(results) != 1 else ''}.")
-
-
-def _print_json(results: list[tuple[Path, CheckResult]]) -> None:
-    items = []
-    for path, result in results:
-        if result.error is not None:
-            items.append(
-                {
-                    "path": str(path),
-                    "line": result.error.line,
-                    "column": result.error.column,
-                    "end_line": result.error.line,
-                    "end_column": result.error.column,
-                    "code": None,
-                    "rule": f"{result.error.kind}-error",
-                    "severity": "error",
-                    "message": result.error.message,
-                    "related": [],
-                }
-            )
-        items.extend(finding.to_dict(str(path)) for finding in result.findings)
-    json.dump(items, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+def _read_utf8(path: Path) -> str | None:
+    """Return the text of a UTF-8 file, or None for other encodings, which --fix leaves untouched."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _run_lsp(args: argparse.Namespace) -> int:
@@ -165,8 +163,10 @@ def _run_rule(args: argparse.Namespace) -> int:
     from gradsight.static import RULES, rule_doc_path
 
     code = args.code.strip().upper()
+    by_name = {info.name: info.code for info in RULES.values()}
+    code = by_name.get(args.code.strip().lower(), code)
     if code not in RULES:
-        raise UsageError(f"unknown rule code {args.code!r}; known codes: {', '.join(sorted(RULES))}")
+        raise UsageError(f"unknown rule {args.code!r}; known codes: {', '.join(sorted(RULES))}")
     print(rule_doc_path(code).read_text(encoding="utf-8"), end="")
     return EXIT_CLEAN
 

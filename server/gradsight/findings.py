@@ -50,6 +50,27 @@ class RelatedLocation:
 
 
 @dataclass(frozen=True)
+class Edit:
+    """Replace the text in `span` with `new_text` (an empty span inserts, an empty text deletes)."""
+
+    span: Span
+    new_text: str
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A change that resolves a finding: the editor offers it as a quick fix and `check --fix` applies it.
+
+    `safe` is False when the edit may change behaviour beyond the bug (ruff's "unsafe fix");
+    only safe fixes are applied by `check --fix`.
+    """
+
+    title: str
+    edits: tuple[Edit, ...]
+    safe: bool = True
+
+
+@dataclass(frozen=True)
 class Finding:
     """One problem found in a file."""
 
@@ -59,6 +80,7 @@ class Finding:
     message: str
     span: Span
     related: tuple[RelatedLocation, ...] = field(default_factory=tuple)
+    fix: Fix | None = None
 
     def to_dict(self, path: str) -> dict:
         return {
@@ -81,6 +103,22 @@ class Finding:
                 }
                 for item in self.related
             ],
+            "fix": None
+            if self.fix is None
+            else {
+                "title": self.fix.title,
+                "safe": self.fix.safe,
+                "edits": [
+                    {
+                        "line": edit.span.line,
+                        "column": edit.span.column,
+                        "end_line": edit.span.end_line,
+                        "end_column": edit.span.end_column,
+                        "new_text": edit.new_text,
+                    }
+                    for edit in self.fix.edits
+                ],
+            },
         }
 
 

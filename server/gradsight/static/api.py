@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import logging
 import os
+import re
 import tokenize
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from gradsight.config import DEFAULT_SETTINGS, Settings
 from gradsight.findings import CheckResult, Finding, SourceError
 from gradsight.static import rules  # noqa: F401  (importing the package registers every rule)
 from gradsight.static.context import Context
@@ -17,6 +20,8 @@ from gradsight.static.registry import FILE_HANDLERS, NODE_HANDLERS
 from gradsight.static.rules.catalog import RULES
 
 logger = logging.getLogger(__name__)
+
+_NOQA = re.compile(r"#\s*noqa\s*:\s*([A-Za-z]+[0-9]+(?:[\s,]+[A-Za-z]+[0-9]+)*)", re.IGNORECASE)
 
 # Folders skipped while walking a directory, as ruff and flake8 skip them by default.
 EXCLUDED_DIRECTORIES = frozenset(
@@ -27,14 +32,22 @@ EXCLUDED_DIRECTORIES = frozenset(
 def check_source(
     source: str,
     *,
+    settings: Settings | None = None,
     select: Iterable[str] | None = None,
     ignore: Iterable[str] | None = None,
 ) -> CheckResult:
     """Analyse Python source text and return its findings, sorted by position.
 
     `select` and `ignore` take rule codes or code prefixes (`GS1` means every GS1xx rule), as
-    ruff does. A source that does not parse returns a CheckResult whose `error` says why.
+    ruff does, and replace those of `settings` when given. A finding is dropped when its first
+    line carries `# noqa: CODE` naming its code. A source that does not parse returns a
+    CheckResult whose `error` says why.
     """
+    settings = settings or DEFAULT_SETTINGS
+    if select is not None:
+        settings = dataclasses.replace(settings, select=tuple(select))
+    if ignore is not None:
+        settings = dataclasses.replace(settings, ignore=tuple(ignore))
     try:
         tree = ast.parse(source, type_comments=False)
     except SyntaxError as error:
@@ -45,11 +58,16 @@ def check_source(
         return CheckResult(error=SourceError("cannot parse: an expression is nested too deeply for Python's parser", kind="syntax"))
 
     try:
-        findings = _run_rules(source, tree)
+        findings = _run_rules(source, tree, settings)
     except RecursionError:
         return CheckResult(error=SourceError("the file is nested too deeply to analyse", kind="internal"))
 
-    selected = [finding for finding in findings if is_selected(finding.code, select, ignore)]
+    suppressed = noqa_codes(source)
+    selected = [
+        _with_severity(finding, settings)
+        for finding in findings
+        if is_selected(finding.code, settings.select, settings.ignore) and not _is_suppressed(finding, suppressed)
+    ]
     selected.sort(key=lambda f: (f.span.line, f.span.column, f.code, f.message))
     return CheckResult(findings=tuple(_unique(selected)))
 
@@ -61,12 +79,14 @@ def check_file(path: Path, **options) -> CheckResult:
     except OSError as error:
         return CheckResult(error=SourceError(f"cannot read file: {error.strerror or error}", kind="read"))
     if b"\x00" in data:
-        return CheckResult(error=SourceError("not a Python source file: it contains NUL bytes (binary data)", kind="read"))
+        line = data.count(b"\n", 0, data.index(b"\x00")) + 1
+        return CheckResult(error=SourceError("not a Python source file: it contains NUL bytes (binary data)", line=line, kind="read"))
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         source = data.decode(encoding)
     except (SyntaxError, UnicodeDecodeError, LookupError) as error:
-        return CheckResult(error=SourceError(f"cannot decode file: {error}", kind="read"))
+        message = f"cannot decode file: {error}; save it as UTF-8 or declare its encoding (# -*- coding: latin-1 -*-)"
+        return CheckResult(error=SourceError(message, kind="read"))
     if source.startswith("\ufeff"):
         source = source[1:]
     return check_source(source, **options)
@@ -97,9 +117,40 @@ def unknown_codes(prefixes: Iterable[str]) -> list[str]:
     return [prefix for prefix in prefixes if not any(code.startswith(prefix) for code in RULES)]
 
 
-def _run_rules(source: str, tree: ast.Module) -> list[Finding]:
-    ctx = Context(source, tree)
-    for node in ast.walk(tree):
+def noqa_codes(source: str) -> dict[int, set[str]]:
+    """Return, per 1-based line, the codes named by a `# noqa: CODE, CODE` comment on it.
+
+    A bare `# noqa` names no code, so it leaves gradsight's findings alone, as ruff does for
+    codes a bare noqa was not written for.
+    """
+    if "noqa" not in source:
+        return {}
+    found: dict[int, set[str]] = {}
+    for number, line in enumerate(source.splitlines(), start=1):
+        if "noqa" not in line:
+            continue
+        for match in _NOQA.finditer(line):
+            codes = {code.upper() for code in re.split(r"[,\s]+", match.group(1)) if code}
+            found.setdefault(number, set()).update(codes)
+    return found
+
+
+def _is_suppressed(finding: Finding, suppressed: dict[int, set[str]]) -> bool:
+    codes = suppressed.get(finding.span.line)
+    return bool(codes) and any(finding.code.startswith(code) for code in codes)
+
+
+def _with_severity(finding: Finding, settings: Settings) -> Finding:
+    # The longest configured prefix wins: GS201 = "warning" beats GS2 = "hint".
+    matches = [code for code in settings.severity if finding.code.startswith(code)]
+    if not matches:
+        return finding
+    return dataclasses.replace(finding, severity=settings.severity[max(matches, key=len)])
+
+
+def _run_rules(source: str, tree: ast.Module, settings: Settings) -> list[Finding]:
+    ctx = Context(source, tree, settings)
+    for node in [tree, *ctx.model.nodes]:
         for handler in NODE_HANDLERS.get(type(node), ()):
             _call_safely(handler, ctx, node)
     for file_handler in FILE_HANDLERS:

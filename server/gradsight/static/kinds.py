@@ -31,6 +31,8 @@ class Kind:
     category: str
     qualname: str | None = None
     user_class: ast.ClassDef | None = None
+    # For DataParallel-style wrappers: the kind of the model in `.module`.
+    wrapped: Kind | None = None
 
     @property
     def is_module(self) -> bool:
@@ -55,10 +57,22 @@ class KindInference:
         self.model = model
         self._module_classes: dict[ast.ClassDef, bool] = {}
         self._active: set[int] = set()
+        self._binding_kinds: dict[int, Kind | None] = {}
+        self._returned_kinds: dict[ast.AST, Kind | None] = {}
+        self._attribute_kinds: dict[tuple[ast.ClassDef, str], Kind | None] = {}
+        # Results of top-level queries; inner ones depend on the bindings being inferred at the time.
+        self._kinds: dict[ast.AST, Kind | None] = {}
 
     def kind(self, expr: ast.AST | None, depth: int = 0) -> Kind | None:
         if expr is None or depth > _MAX_DEPTH:
             return None
+        if depth == 0 and not self._active:
+            if expr not in self._kinds:
+                self._kinds[expr] = self._kind(expr, depth)
+            return self._kinds[expr]
+        return self._kind(expr, depth)
+
+    def _kind(self, expr: ast.AST, depth: int) -> Kind | None:
         if isinstance(expr, ast.Name):
             return self._name(expr, depth)
         if isinstance(expr, ast.Call):
@@ -67,7 +81,10 @@ class KindInference:
             return self._attribute(expr, depth)
         if isinstance(expr, ast.Subscript):
             base = self.kind(expr.value, depth + 1)
-            return MODULE if base is not None and base.is_container else None
+            if base is None or not base.is_container:
+                return None
+            # A slice of nn.Sequential or nn.ModuleList is a container of the same class.
+            return base if isinstance(expr.slice, ast.Slice) else MODULE
         return None
 
     def is_module(self, expr: ast.AST) -> bool:
@@ -105,11 +122,18 @@ class KindInference:
         bindings = [b for b in self.model.lookup(expr.id, expr) if id(b) not in self._active]
         kinds = []
         for binding in bindings:
+            # Memoised: without it, names bound from calls of functions that return other names
+            # re-infer the same bindings again and again, which is exponential on large files.
+            if id(binding) in self._binding_kinds:
+                kinds.append(self._binding_kinds[id(binding)])
+                continue
             self._active.add(id(binding))
             try:
-                kinds.append(self._binding(binding, depth + 1))
+                kind = self._binding(binding, depth + 1)
             finally:
                 self._active.discard(id(binding))
+            self._binding_kinds[id(binding)] = kind
+            kinds.append(kind)
         if not kinds or any(kind is None for kind in kinds):
             return None
         first = kinds[0]
@@ -135,6 +159,11 @@ class KindInference:
 
     def element_kind(self, iterable: ast.AST, index: tuple[int, ...], depth: int = 0) -> Kind | None:
         """Return the kind of the loop variable of `for target in iterable` (at `index` of a tuple target)."""
+        iterable = _unwrap_iteration(iterable)
+        if isinstance(iterable, (ast.List, ast.Tuple)) and index == () and iterable.elts:
+            # `for m in [model.layer1, model.fc]`: every element must be a module.
+            kinds = [self.kind(element, depth + 1) for element in iterable.elts]
+            return MODULE if all(kind is not None and kind.is_module for kind in kinds) else None
         if isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Attribute):
             method = iterable.func.attr
             receiver = self.kind(iterable.func.value, depth + 1)
@@ -181,7 +210,10 @@ class KindInference:
         if qualname in torch_api.MODULE_WRAPPERS:
             inner = self.kind(expr.args[0], depth + 1) if expr.args else None
             if inner is not None and inner.is_module:
-                return inner if qualname == "copy.deepcopy" else MODULE
+                # torch.compile and deepcopy keep the model's attributes; DDP-style wrappers keep it in `.module`.
+                if qualname in ("copy.deepcopy", "torch.compile"):
+                    return inner
+                return Kind("module", qualname, wrapped=inner)
             return None
         if qualname.startswith("transformers.") and qualname.endswith(".from_pretrained"):
             class_name = qualname.split(".")[-2]
@@ -191,6 +223,12 @@ class KindInference:
         return None
 
     def _returned_kind(self, function: ast.FunctionDef | ast.AsyncFunctionDef, depth: int) -> Kind | None:
+        if function not in self._returned_kinds:
+            self._returned_kinds[function] = None  # Guards against recursion through the function itself.
+            self._returned_kinds[function] = self._infer_returned_kind(function, depth)
+        return self._returned_kinds[function]
+
+    def _infer_returned_kind(self, function: ast.FunctionDef | ast.AsyncFunctionDef, depth: int) -> Kind | None:
         returns = [
             node.value
             for node in ast.walk(function)
@@ -210,6 +248,8 @@ class KindInference:
             return None
         if owner.user_class is not None:
             return self._user_attribute(owner.user_class, expr.attr, depth)
+        if expr.attr == "module" and owner.wrapped is not None:
+            return owner.wrapped
         if expr.attr == "module" and owner.qualname is None:
             return MODULE  # DataParallel/DDP keep the wrapped model in `.module`.
         if expr.attr in torch_api.PARAMETER_ATTRIBUTES or expr.attr.endswith(("_weight", "_bias", "_token")):
@@ -221,6 +261,13 @@ class KindInference:
 
     def _user_attribute(self, node: ast.ClassDef, attr: str, depth: int) -> Kind | None:
         """Return the kind of `self.<attr>` as the class's methods assign it."""
+        key = (node, attr)
+        if key not in self._attribute_kinds:
+            self._attribute_kinds[key] = None  # Guards against `self.a = self.a.to(...)` recursion.
+            self._attribute_kinds[key] = self._infer_user_attribute(node, attr, depth)
+        return self._attribute_kinds[key]
+
+    def _infer_user_attribute(self, node: ast.ClassDef, attr: str, depth: int) -> Kind | None:
         values = []
         for statement in ast.walk(node):
             if isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None:
@@ -242,6 +289,29 @@ class KindInference:
         if all(kind.is_module for kind in kinds):  # type: ignore[union-attr]
             return MODULE
         return None
+
+
+def _unwrap_iteration(iterable: ast.AST) -> ast.AST:
+    """Strip wrappers that keep the elements of an iterable: `list(x)`, `tuple(x)`, `reversed(x)`, `x[:-1]`."""
+    for _ in range(5):
+        if (
+            isinstance(iterable, ast.Call)
+            and isinstance(iterable.func, ast.Name)
+            and iterable.func.id in ("list", "tuple", "reversed", "iter")
+            and len(iterable.args) == 1
+            and not iterable.keywords
+        ):
+            iterable = iterable.args[0]
+        elif isinstance(iterable, ast.Subscript) and isinstance(iterable.slice, ast.Slice):
+            inner = iterable.value
+            # Only a slice of a call result or a plain list keeps elements; a slice of a module is handled by kind().
+            if isinstance(inner, (ast.Call, ast.List, ast.Tuple)):
+                iterable = inner
+            else:
+                break
+        else:
+            break
+    return iterable
 
 
 def _element_at(value: ast.AST, index: tuple[int, ...]) -> ast.AST | None:

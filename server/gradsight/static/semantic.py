@@ -80,11 +80,25 @@ class SemanticModel:
         self.scopes: dict[ast.AST, Scope] = {}
         self.classes: dict[str, list[ast.ClassDef]] = {}
         self.functions: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
+        # Every node of the tree by type, in walk order, and every call by the name it calls (`f()`, `x.f()`).
+        self.nodes: list[ast.AST] = []
+        self.nodes_by_type: dict[type[ast.AST], list[ast.AST]] = {}
+        self.calls_by_name: dict[str, list[ast.Call]] = {}
         self.module_scope = Scope(tree, None)
         self.scopes[tree] = self.module_scope
+        # qualname() of expressions, memoised: many rules ask about the same call.
+        self._qualnames: dict[ast.AST, str | None] = {}
+        self._scope_of: dict[ast.AST, Scope] = {}
         _BindingCollector(self).collect(tree, self.module_scope)
 
     # Structure
+
+    def calls_named(self, name: str) -> list[ast.Call]:
+        """Return the calls of `name()` and `<anything>.name()` in the file."""
+        return self.calls_by_name.get(name, [])
+
+    def nodes_of(self, node_type: type[ast.AST]) -> list[ast.AST]:
+        return self.nodes_by_type.get(node_type, [])
 
     def parent(self, node: ast.AST) -> ast.AST | None:
         return self.parents.get(node)
@@ -97,11 +111,16 @@ class SemanticModel:
 
     def scope_of(self, node: ast.AST) -> Scope:
         """Return the innermost scope whose body contains `node`."""
-        for ancestor in self.ancestors(node):
-            scope = self.scopes.get(ancestor)
-            if scope is not None:
-                return scope
-        return self.module_scope
+        found = self._scope_of.get(node)
+        if found is None:
+            found = self.module_scope
+            for ancestor in self.ancestors(node):
+                scope = self.scopes.get(ancestor)
+                if scope is not None:
+                    found = scope
+                    break
+            self._scope_of[node] = found
+        return found
 
     def enclosing_function(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
         for ancestor in self.ancestors(node):
@@ -139,6 +158,10 @@ class SemanticModel:
         """
         if _depth > 20:
             return None
+        if _depth == 0:
+            if expr not in self._qualnames:
+                self._qualnames[expr] = self.qualname(expr, 1)
+            return self._qualnames[expr]
         if isinstance(expr, ast.Name):
             bindings = self.lookup(expr.id, expr)
             if bindings and all(b.kind == "import" and b.qualname == bindings[0].qualname for b in bindings):
@@ -173,6 +196,17 @@ class _BindingCollector(ast.NodeVisitor):
         for child in ast.iter_child_nodes(node):
             self.model.parents[child] = node
             self.visit(child)
+
+    def visit(self, node: ast.AST) -> None:
+        # Index every node by type (and calls by name) during this walk, so rules need no walk of their own.
+        self.model.nodes.append(node)
+        self.model.nodes_by_type.setdefault(type(node), []).append(node)
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            if name is not None:
+                self.model.calls_by_name.setdefault(name, []).append(node)
+        super().visit(node)
 
     def generic_visit(self, node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):

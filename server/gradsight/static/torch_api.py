@@ -31,6 +31,28 @@ LR_OVERRIDING_SCHEDULERS = frozenset(
     }
 )
 
+# Schedulers that usually start from a fraction of the lr (warmup), making a large peak lr reasonable.
+WARMUP_SCHEDULERS = frozenset(
+    {
+        "torch.optim.lr_scheduler.LinearLR",
+        "torch.optim.lr_scheduler.SequentialLR",
+        "torch.optim.lr_scheduler.ChainedScheduler",
+    }
+)
+
+# Training loop and mixed precision (GS4, GS6).
+GRAD_SCALERS = frozenset(
+    {
+        "torch.amp.GradScaler",
+        "torch.cuda.amp.GradScaler",
+        "torch.cpu.amp.GradScaler",
+        "torch.amp.grad_scaler.GradScaler",
+        "torch.distributed.fsdp.sharded_grad_scaler.ShardedGradScaler",
+    }
+)
+# Qualified-name prefixes of learning-rate schedulers and of the functions that build them.
+SCHEDULER_PREFIXES = ("torch.optim.lr_scheduler.", "transformers.get_", "transformers.optimization.", "timm.scheduler.", "diffusers.optimization.")
+
 MODULE_CONTAINERS = frozenset({"torch.nn.Sequential", "torch.nn.ModuleList", "torch.nn.ModuleDict"})
 NOT_MODULES = frozenset(
     {
@@ -92,6 +114,70 @@ TENSOR_FACTORIES = frozenset(
         "torch.from_numpy",
     }
 )
+
+# Autograd graph and loss functions (GS2, GS5).
+
+# Context managers and decorators that turn off gradient recording.
+NO_GRAD = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad"})
+SET_GRAD_ENABLED = frozenset({"torch.set_grad_enabled", "torch.autograd.set_grad_enabled"})
+ENABLE_GRAD = frozenset({"torch.enable_grad", "torch.autograd.enable_grad"})
+
+SOFTMAX = frozenset({"torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax"})
+LOG_SOFTMAX = frozenset({"torch.log_softmax", "torch.nn.functional.log_softmax", "torch.special.log_softmax"})
+SIGMOID = frozenset({"torch.sigmoid", "torch.nn.functional.sigmoid", "torch.special.expit"})
+ACTIVATION_MODULES = {"torch.nn.Softmax": "softmax", "torch.nn.LogSoftmax": "log_softmax", "torch.nn.Sigmoid": "sigmoid"}
+
+# Loss functions whose second argument is the target (no gradient is expected through it).
+LOSSES_WITH_TARGET = frozenset(
+    {
+        "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
+        "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss", "gaussian_nll_loss", "soft_margin_loss",
+        "multilabel_soft_margin_loss", "multi_margin_loss", "multilabel_margin_loss",
+        "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "BCELoss",
+        "BCEWithLogitsLoss", "KLDivLoss", "PoissonNLLLoss", "GaussianNLLLoss", "SoftMarginLoss",
+        "MultiLabelSoftMarginLoss", "MultiMarginLoss", "MultiLabelMarginLoss",
+    }
+)
+CROSS_ENTROPY = frozenset({"torch.nn.functional.cross_entropy", "torch.nn.CrossEntropyLoss"})
+NLL_LOSS = frozenset({"torch.nn.functional.nll_loss", "torch.nn.NLLLoss"})
+BCE_WITH_LOGITS = frozenset({"torch.nn.functional.binary_cross_entropy_with_logits", "torch.nn.BCEWithLogitsLoss"})
+
+# nn modules without parameters: building one in `forward` or calling one passes values through.
+PARAMETER_FREE_MODULES = frozenset(
+    "torch.nn." + name
+    for name in (
+        "ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh", "Softplus",
+        "Softsign", "Softmax", "Softmax2d", "LogSoftmax", "LogSigmoid", "Hardtanh", "Hardswish", "Hardsigmoid",
+        "Hardshrink", "Softshrink", "Tanhshrink", "Threshold", "GLU", "Softmin", "Identity", "Flatten", "Unflatten",
+        "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout", "MaxPool1d",
+        "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
+        "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "LPPool1d", "LPPool2d",
+        "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d", "FractionalMaxPool2d", "Upsample", "UpsamplingNearest2d",
+        "UpsamplingBilinear2d", "PixelShuffle", "PixelUnshuffle", "ChannelShuffle", "ZeroPad1d", "ZeroPad2d",
+        "ZeroPad3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d", "ReflectionPad1d", "ReflectionPad2d",
+        "ReflectionPad3d", "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d",
+        "CircularPad2d", "CircularPad3d", "Fold", "Unfold", "CosineSimilarity", "PairwiseDistance", "LocalResponseNorm",
+    )
+)
+# Normalization layers that have no parameters when built with `affine=False` / `elementwise_affine=False`.
+NORMALIZATION_AFFINE_FLAG = {
+    "torch.nn.LayerNorm": ("elementwise_affine", True),
+    "torch.nn.RMSNorm": ("elementwise_affine", True),
+    "torch.nn.GroupNorm": ("affine", True),
+    "torch.nn.BatchNorm1d": ("affine", True),
+    "torch.nn.BatchNorm2d": ("affine", True),
+    "torch.nn.BatchNorm3d": ("affine", True),
+    "torch.nn.InstanceNorm1d": ("affine", False),
+    "torch.nn.InstanceNorm2d": ("affine", False),
+    "torch.nn.InstanceNorm3d": ("affine", False),
+}
+INTEGER_DTYPES = frozenset(
+    "torch." + name
+    for name in ("long", "int", "int64", "int32", "int16", "int8", "uint8", "short", "bool", "LongTensor", "IntTensor", "ByteTensor", "BoolTensor", "cuda.LongTensor")
+)
+# Methods that return a copy of a tensor on another device or with another dtype.
+MOVE_METHODS = frozenset({"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "type", "xpu", "mps"})
+
 
 NORMALIZE = frozenset(
     {"torchvision.transforms.Normalize", "torchvision.transforms.v2.Normalize"}

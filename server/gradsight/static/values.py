@@ -47,10 +47,10 @@ class _Unresolved(Exception):
 class ValueResolver:
     def __init__(self, model: SemanticModel) -> None:
         self.model = model
-        self._calls_by_name: dict[str, list[ast.Call]] | None = None
         self._argument_calls: list[ast.Call] | None = None
         self._mutations: set[tuple[str, str]] | None = None
         self._active: set[int] = set()
+        self._binding_values: dict[int, Resolved | None] = {}
 
     def resolve(self, expr: ast.AST | None) -> Resolved | None:
         """Return the constant value of `expr`, or None when it is not known for certain."""
@@ -111,9 +111,8 @@ class ValueResolver:
         if isinstance(expr.op, ast.Pow) and (abs(b) > 1000 or abs(a) > 1e6):
             raise _Unresolved
         value = _ARITHMETIC[type(expr.op)](a, b)
-        # Point at the operand that came from elsewhere, if any: that is where a user edits it.
-        origin, via = (left.origin, left.via) if left.via else (right.origin, right.via) if right.via else (expr, "")
-        return Resolved(value, origin, via)
+        # The computed value is written nowhere else, so the expression itself is its origin.
+        return Resolved(value, expr)
 
     # Names
 
@@ -123,17 +122,33 @@ class ValueResolver:
             raise _Unresolved  # `lr = lr * 0.5` refers to itself: not a constant.
         results = []
         for binding in bindings:
-            self._active.add(id(binding))
-            try:
-                results.append(self._binding(binding, depth + 1))
-            finally:
-                self._active.discard(id(binding))
+            results.append(self._memoised_binding(binding, depth))
         first = results[0]
         if any(result.value != first.value or type(result.value) is not type(first.value) for result in results[1:]):
             raise _Unresolved
         if not first.via:
             first = Resolved(first.value, first.origin, f"`{expr.id}`")
         return first
+
+    def _memoised_binding(self, binding: Binding, depth: int) -> Resolved:
+        # Memoised, failures included, so that chains of names with several bindings stay linear.
+        key = id(binding)
+        if key in self._binding_values:
+            cached = self._binding_values[key]
+            if cached is None:
+                raise _Unresolved
+            return cached
+        self._active.add(key)
+        try:
+            result: Resolved | None = self._binding(binding, depth + 1)
+        except _Unresolved:
+            result = None
+        finally:
+            self._active.discard(key)
+        self._binding_values[key] = result
+        if result is None:
+            raise _Unresolved
+        return result
 
     def _binding(self, binding: Binding, depth: int) -> Resolved:
         if binding.kind == "assign" and binding.value is not None:
@@ -198,7 +213,8 @@ class ValueResolver:
             return False
         if self._mutations is None:
             self._mutations = set()
-            for node in ast.walk(self.model.tree):
+            candidates = [*self.model.nodes_of(ast.Attribute), *self.model.nodes_of(ast.Subscript), *self.model.nodes_of(ast.Call)]
+            for node in candidates:
                 target_key = None
                 if isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
                     target_key = node.attr
@@ -217,19 +233,7 @@ class ValueResolver:
         return (base.id, key) in self._mutations or (base.id, "*") in self._mutations
 
     def _calls_named(self, name: str) -> list[ast.Call]:
-        if self._calls_by_name is None:
-            self._calls_by_name = {}
-            for node in ast.walk(self.model.tree):
-                if isinstance(node, ast.Call):
-                    func = node.func
-                    if isinstance(func, ast.Name):
-                        key = func.id
-                    elif isinstance(func, ast.Attribute):
-                        key = func.attr
-                    else:
-                        continue
-                    self._calls_by_name.setdefault(key, []).append(node)
-        return self._calls_by_name.get(name, [])
+        return self.model.calls_named(name)
 
     # Calls
 
@@ -256,6 +260,8 @@ class ValueResolver:
         base = expr.value
         if isinstance(base, ast.Name) and base.id == "self":
             return self._self_attribute(expr, depth)
+        if _is_self_attribute(base, "hparams"):
+            return self._saved_hyperparameter(expr, depth)
         if self._is_mutated(base, expr.attr):
             raise _Unresolved
         if self._is_parse_result(base, depth):
@@ -266,6 +272,12 @@ class ValueResolver:
         raise _Unresolved
 
     def _is_parse_result(self, expr: ast.AST, depth: int) -> bool:
+        if depth > _MAX_DEPTH:
+            return False
+        if isinstance(expr, ast.Name):
+            bindings = self.model.lookup(expr.id, expr)
+            if len(bindings) == 1 and bindings[0].kind == "param":
+                return self._parameter_receives_parse_result(bindings[0], depth + 1)
         source = self._source_of(expr, depth)
         if source is None:
             return False
@@ -279,6 +291,25 @@ class ValueResolver:
         if value.func.attr == "parse_known_args":
             return index == (0,)
         return self._returns_parse_result(value, depth)
+
+    def _parameter_receives_parse_result(self, binding: Binding, depth: int) -> bool:
+        """Tell whether every call in this file passes an argparse result for this parameter (`train(args)`)."""
+        function = binding.scope.node
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or binding.value is not None:
+            return False
+        positional = [arg.arg for arg in [*function.args.posonlyargs, *function.args.args]]
+        if binding.name not in positional and binding.name not in [arg.arg for arg in function.args.kwonlyargs]:
+            return False
+        calls = [call for call in self._calls_named(function.name) if isinstance(call.func, ast.Name)]
+        if not calls:
+            return False
+        for call in calls:
+            passed = next((k.value for k in call.keywords if k.arg == binding.name), None)
+            if passed is None and binding.name in positional and positional.index(binding.name) < len(call.args):
+                passed = call.args[positional.index(binding.name)]
+            if passed is None or isinstance(passed, ast.Starred) or not self._is_parse_result(passed, depth + 1):
+                return False
+        return True
 
     def _returns_parse_result(self, value: ast.AST, depth: int) -> bool:
         # `args = get_args()` where get_args() returns parser.parse_args().
@@ -300,6 +331,12 @@ class ValueResolver:
         return bindings[0].value, bindings[0].index
 
     def _argparse_default(self, dest: str, depth: int) -> Resolved:
+        # parser.set_defaults(lr=...) wins over add_argument(default=...).
+        for call in self._calls_named("set_defaults"):
+            for keyword in call.keywords:
+                if keyword.arg == dest:
+                    value = self._resolve(keyword.value, depth + 1)
+                    return Resolved(value.value, value.origin, f"parser.set_defaults({dest}=...)")
         candidates: list[Resolved] = []
         for call in self._argument_definitions():
             if _argument_dest(call) != dest:
@@ -307,6 +344,9 @@ class ValueResolver:
             keywords = {k.arg: k.value for k in call.keywords if k.arg}
             option = _first_option(call)
             via = f"the default of {option}" if option else f"the default of argument `{dest}`"
+            required = keywords.get("required")
+            if isinstance(required, ast.Constant) and required.value is True:
+                raise _Unresolved  # The default of a required option is never used.
             if "default" in keywords:
                 default = self._resolve(keywords["default"], depth + 1)
                 value = default.value
@@ -317,11 +357,6 @@ class ValueResolver:
                 candidates.append(Resolved(value, default.origin, via))
             else:
                 raise _Unresolved
-        for call in self._calls_named("set_defaults"):
-            for keyword in call.keywords:
-                if keyword.arg == dest:
-                    value = self._resolve(keyword.value, depth + 1)
-                    candidates = [Resolved(value.value, value.origin, f"parser.set_defaults({dest}=...)")]
         if not candidates or any(candidate.value != candidates[0].value for candidate in candidates):
             raise _Unresolved
         return candidates[0]
@@ -346,6 +381,26 @@ class ValueResolver:
             raise _Unresolved
         resolved = self._resolve(values[0], depth + 1)
         return Resolved(resolved.value, resolved.origin, resolved.via or f"`self.{expr.attr}`")
+
+    def _saved_hyperparameter(self, expr: ast.Attribute, depth: int) -> Resolved:
+        """Resolve Lightning's `self.hparams.name`: the `__init__` argument that `save_hyperparameters()` stored."""
+        owner = self.model.enclosing_class(expr)
+        if owner is None:
+            raise _Unresolved
+        saves = [
+            node
+            for node in ast.walk(owner)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "save_hyperparameters"
+        ]
+        init = next((node for node in owner.body if isinstance(node, ast.FunctionDef) and node.name == "__init__"), None)
+        if not saves or init is None or any(save.args or save.keywords for save in saves):
+            raise _Unresolved  # save_hyperparameters("lr") or a dict argument: not followed
+        scope = self.model.scopes.get(init)
+        bindings = scope.bindings.get(expr.attr, []) if scope is not None else []
+        params = [binding for binding in bindings if binding.kind == "param"]
+        if len(params) != 1:
+            raise _Unresolved
+        return self._parameter(params[0], depth + 1)
 
     # Mappings: dict literals, dict(...), namespaces, classes and their instances
 
@@ -480,7 +535,14 @@ def _class_fields(node: ast.ClassDef, label: str) -> dict[str, tuple[ast.expr, s
         if isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name):
             fields[statement.targets[0].id] = (statement.value, f"`{label}.{statement.targets[0].id}`")
         elif isinstance(statement, ast.AnnAssign) and statement.value is not None and isinstance(statement.target, ast.Name):
-            fields[statement.target.id] = (statement.value, f"`{label}.{statement.target.id}`")
+            value = statement.value
+            # A dataclass field(default=...) holds its default in a keyword.
+            if isinstance(value, ast.Call) and isinstance(value.func, (ast.Name, ast.Attribute)):
+                func_name = value.func.id if isinstance(value.func, ast.Name) else value.func.attr
+                default = next((k.value for k in value.keywords if k.arg == "default"), None)
+                if func_name == "field" and default is not None:
+                    value = default
+            fields[statement.target.id] = (value, f"`{label}.{statement.target.id}`")
     return fields
 
 

@@ -5,19 +5,33 @@ parameters. Freezing is often deliberate (a pretrained backbone), so each freeze
 information. It becomes a warning in two cases: every parameter the optimizer receives is
 frozen and never unfrozen, or the freeze comes after the optimizer was built and is never undone.
 
+GS202 no-grad-training, GS203 detached-loss and GS204 non-differentiable-op follow the value
+given to `backward()` back to the model outputs it comes from (static/flow.py). They report what
+stops its gradient on the way: a forward pass under `torch.no_grad()`, a loss rebuilt from a
+Python number or a detached tensor, or an `argmax`/comparison/integer cast on a loss term.
+
+GS205 non-leaf-parameter reports a tensor created with `requires_grad=True` (or an
+`nn.Parameter`) and then moved or cast: what is kept is a copy, not the leaf that gets `.grad`.
+
 GS206 module-requires-grad-attribute reports `module.requires_grad = False` on an nn.Module.
 Modules have no such attribute: the assignment creates a plain Python attribute and the
 module's parameters keep their flags. `module.requires_grad_(False)` is what freezes them.
+
+GS207 detach-in-forward and GS208 no-grad-in-forward report layers of a module that reach the
+output of its `forward` only through `.detach()`/`.data` or a `no_grad` block.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gradsight.findings import Severity
+from gradsight.findings import Fix, Severity
+from gradsight.static import flow as value_flow
 from gradsight.static import torch_api
+from gradsight.static.flow import flow_of, short_text, source_segment
 from gradsight.static.kinds import PARAMETER_ITERATORS
 from gradsight.static.registry import after_walk, on
 
@@ -26,6 +40,7 @@ if TYPE_CHECKING:
     from gradsight.static.semantic import Scope
 
 _STATE = "GS2"
+_UNFREEZING_NAME = re.compile(r"unfreeze|trainable|thaw", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -102,11 +117,14 @@ def check_requires_grad_assignment(ctx: Context, node: ast.Assign) -> None:
         flag = ctx.values.resolve(node.value)
         requires_grad = flag.value if flag is not None and isinstance(flag.value, bool) else None
         owner = target.value
+        if isinstance(owner, ast.Name) and owner.id == "self":
+            continue  # A module class keeping a flag of its own under that name, read by its forward().
         if ctx.kinds.is_module(owner):
             _report_module_attribute(ctx, node, owner, requires_grad)
             continue
-        if requires_grad is not None:
-            _record_parameter_flag(ctx, node, owner, requires_grad)
+        recorded = requires_grad is not None and _record_parameter_flag(ctx, node, owner, requires_grad)
+        if not recorded and requires_grad is not False:
+            _record_unplaced_unfreeze(ctx, node)
 
 
 @on(ast.Call)
@@ -115,13 +133,18 @@ def collect_requires_grad_calls(ctx: Context, call: ast.Call) -> None:
     if isinstance(func, ast.Attribute) and func.attr == "requires_grad_":
         requires_grad = _requires_grad_argument(ctx, call)
         if requires_grad is None:
+            _record_unplaced_unfreeze(ctx, call)
             return
         if ctx.kinds.is_module(func.value):
             module = _module_ref(ctx, func.value)
             _facts(ctx).freezes.append(FreezeEvent(call, module, requires_grad, whole_module=not _is_conditional(ctx, call, None)))
-        else:
-            _record_parameter_flag(ctx, call, func.value, requires_grad)
+        elif not _record_parameter_flag(ctx, call, func.value, requires_grad) and requires_grad:
+            _record_unplaced_unfreeze(ctx, call)
         return
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    if _UNFREEZING_NAME.search(name):
+        # Helpers such as unfreeze(), set_trainable() or peft's mark_only_lora_as_trainable() may unfreeze anything.
+        _record_unplaced_unfreeze(ctx, call)
     if ctx.model.call_qualname(call) in torch_api.OPTIMIZERS:
         params = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "params"), None)
         if params is not None:
@@ -137,21 +160,31 @@ def _requires_grad_argument(ctx: Context, call: ast.Call) -> bool | None:
     return resolved.value if resolved is not None and isinstance(resolved.value, bool) else None
 
 
-def _record_parameter_flag(ctx: Context, node: ast.AST, parameter: ast.expr, requires_grad: bool) -> None:
-    """Record `p.requires_grad = flag` where `p` is a parameter: a loop variable over `m.parameters()` or `m.weight`."""
+def _record_unplaced_unfreeze(ctx: Context, node: ast.AST) -> None:
+    """Record a statement that may set requires_grad=True on parameters the checker cannot name."""
+    _facts(ctx).freezes.append(FreezeEvent(node, None, True, whole_module=False))
+
+
+def _record_parameter_flag(ctx: Context, node: ast.AST, parameter: ast.expr, requires_grad: bool) -> bool:
+    """Record `p.requires_grad = flag` where `p` is a parameter: a loop variable over `m.parameters()` or `m.weight`.
+
+    Returns False when `parameter` is not recognised as a parameter.
+    """
     if isinstance(parameter, ast.Name):
         loop = _parameter_loop(ctx, parameter)
         if loop is None:
-            return
+            return False
         loop_node, module_expr = loop
         module = _module_ref(ctx, module_expr)
         whole = not _is_conditional(ctx, node, loop_node)
         _facts(ctx).freezes.append(FreezeEvent(node, module, requires_grad, whole_module=whole))
-        return
+        return True
     kind = ctx.kinds.kind(parameter)
     if kind is not None and kind.category == "parameter" and isinstance(parameter, ast.Attribute):
         module = _module_ref(ctx, parameter.value)
         _facts(ctx).freezes.append(FreezeEvent(node, module, requires_grad, whole_module=False))
+        return True
+    return False
 
 
 def _parameter_loop(ctx: Context, name: ast.Name) -> tuple[ast.AST, ast.expr] | None:
@@ -164,7 +197,9 @@ def _parameter_loop(ctx: Context, name: ast.Name) -> tuple[ast.AST, ast.expr] | 
         return None
     if PARAMETER_ITERATORS.get(iterable.func.attr) != bindings[0].index:
         return None
-    if not ctx.kinds.is_module(iterable.func.value):
+    # Only nn.Module has parameters()/named_parameters() among common objects, so the receiver's kind may be unknown.
+    kind = ctx.kinds.kind(iterable.func.value)
+    if kind is not None and not kind.is_module:
         return None
     return bindings[0].node, iterable.func.value
 
@@ -205,6 +240,13 @@ def _module_ref(ctx: Context, expr: ast.AST, depth: int = 0) -> ModuleRef | None
     if not bindings:
         return None
     scope = bindings[0].scope
+    if any(binding.kind in ("for", "other") for binding in bindings):
+        return None  # A loop variable stands for several modules in turn.
+    if node.id == "self" and bindings[0].kind == "param":
+        # `self.model` means the same module in every method of the class.
+        owner = ctx.model.enclosing_class(node)
+        if owner is not None and owner in ctx.model.scopes:
+            scope = ctx.model.scopes[owner]
     # `backbone = model.features` is an alias: describe it through `model`.
     if len(bindings) == 1 and bindings[0].kind == "assign" and depth < 10 and not bindings[0].index:
         value = bindings[0].value
@@ -225,7 +267,8 @@ def _parameter_sources(ctx: Context, expr: ast.AST, depth: int) -> tuple[list[Mo
         return [], False
     if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr in PARAMETER_ITERATORS:
         module = _module_ref(ctx, expr.func.value)
-        if module is None or not ctx.kinds.is_module(expr.func.value):
+        kind = ctx.kinds.kind(expr.func.value)
+        if module is None or (kind is not None and not kind.is_module):
             return [], False
         return [module], True
     if isinstance(expr, ast.Call):
@@ -274,9 +317,9 @@ def _combine(ctx: Context, parts: list[ast.AST], depth: int) -> tuple[list[Modul
 
 
 def _report_module_attribute(ctx: Context, node: ast.Assign, owner: ast.expr, requires_grad: bool | None) -> None:
-    name = ctx.text(owner)
+    name = short_text(ctx, owner)
     if requires_grad is None:
-        flag = ctx.text(node.value)
+        flag = short_text(ctx, node.value)
     else:
         flag = str(requires_grad)
     effect = "unfreezes" if requires_grad else "freezes"
@@ -285,9 +328,38 @@ def _report_module_attribute(ctx: Context, node: ast.Assign, owner: ast.expr, re
         node,
         f"`{name}` is an nn.Module, so `{name}.requires_grad = {flag}` only sets a plain attribute and {effect} "
         f"nothing: its parameters keep their requires_grad flags; write `{name}.requires_grad_({flag})`",
+        fix=_requires_grad_call_fix(ctx, node, owner),
     )
     if requires_grad:
         _facts(ctx).attribute_unfreezes.append((node, _module_ref(ctx, owner)))
+
+
+def _requires_grad_call_fix(ctx: Context, node: ast.Assign, owner: ast.expr) -> Fix | None:
+    """Rewrite `module.requires_grad = flag` as `module.requires_grad_(flag)`."""
+    if len(node.targets) != 1:
+        return None
+    owner_text = source_segment(ctx, owner)
+    value_text = source_segment(ctx, node.value)
+    if not owner_text or not value_text or "\n" in owner_text:
+        return None
+    # Code that reads the attribute back (`if model.requires_grad:`) would fail once it is gone.
+    safe = ast.unparse(owner) not in _requires_grad_reads(ctx)
+    return Fix(
+        f"Replace with `{owner_text}.requires_grad_({value_text})`",
+        (ctx.replace(node, f"{owner_text}.requires_grad_({value_text})"),),
+        safe=safe,
+    )
+
+
+def _requires_grad_reads(ctx: Context) -> set[str]:
+    """Return the objects whose `.requires_grad` the file reads, as source text."""
+    if "GS206 reads" not in ctx.state:
+        ctx.state["GS206 reads"] = {
+            ast.unparse(node.value)
+            for node in ast.walk(ctx.tree)
+            if isinstance(node, ast.Attribute) and node.attr == "requires_grad" and isinstance(node.ctx, ast.Load)
+        }
+    return ctx.state["GS206 reads"]
 
 
 # GS201
@@ -296,14 +368,48 @@ def _report_module_attribute(ctx: Context, node: ast.Assign, owner: ast.expr, re
 @after_walk
 def check_frozen_parameters(ctx: Context) -> None:
     facts = _facts(ctx)
-    freezes = [event for event in facts.freezes if not event.requires_grad]
-    unfreezes = [event for event in facts.freezes if event.requires_grad]
+    events = [mapped for event in facts.freezes for mapped in _at_call_sites(ctx, event)]
+    freezes = [event for event in events if not event.requires_grad]
+    unfreezes = [event for event in events if event.requires_grad]
     for event in freezes:
         optimizer = _optimizer_left_untrained(ctx, event, freezes, unfreezes, facts.optimizers)
         if optimizer is None:
             _report_freeze(ctx, event)
         else:
             _report_freeze_warning(ctx, event, optimizer, facts.attribute_unfreezes)
+
+
+def _at_call_sites(ctx: Context, event: FreezeEvent) -> list[FreezeEvent]:
+    """Move a freeze inside a helper (`def freeze(m): ...`) to each call of that helper in this file.
+
+    `freeze(model)` then freezes `model` where it is called. Events on other modules stay as they are.
+    """
+    module = event.module
+    if module is None or module.scope is None:
+        return [event]
+    function = module.scope.node
+    if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return [event]
+    params = [arg.arg for arg in [*function.args.posonlyargs, *function.args.args]]
+    if module.root not in params or module.root == "self":
+        return [event]
+    position = params.index(module.root)
+    mapped = []
+    for call in ctx.model.calls_named(function.name):
+        if not isinstance(call.func, ast.Name):
+            continue
+        argument = next((k.value for k in call.keywords if k.arg == module.root), None)
+        if argument is None and position < len(call.args) and not any(isinstance(a, ast.Starred) for a in call.args):
+            argument = call.args[position]
+        outer = _module_ref(ctx, argument) if argument is not None else None
+        if outer is None:
+            # A call the checker cannot follow: an unfreeze there might touch anything.
+            if event.requires_grad:
+                mapped.append(FreezeEvent(call, None, True, whole_module=False))
+            continue
+        whole = event.whole_module and not _is_conditional(ctx, call, None)
+        mapped.append(FreezeEvent(call, ModuleRef(outer.scope, outer.root, outer.path + module.path), event.requires_grad, whole))
+    return mapped or [event]
 
 
 def _optimizer_left_untrained(
@@ -317,7 +423,11 @@ def _optimizer_left_untrained(
     if event.module is None:
         return None
     # An unfreeze we cannot place might undo this freeze: stay quiet, as false alarms cost more than misses.
-    if any(other.module is None or other.module.overlaps(event.module) for other in unfreezes):
+    # An unfreeze that clearly runs earlier (a submodule assigned before the freeze) does not undo it.
+    if any(
+        (other.module is None or other.module.overlaps(event.module)) and not _comes_before(ctx, other.node, event.node)
+        for other in unfreezes
+    ):
         return None
     for optimizer in optimizers:
         if not optimizer.plain or not optimizer.modules:
@@ -333,6 +443,15 @@ def _optimizer_left_untrained(
         if covered and event.whole_module:
             return optimizer
     return None
+
+
+def _comes_before(ctx: Context, node: ast.AST, other: ast.AST) -> bool:
+    """Tell whether `node` runs before `other`: the same function or module body, earlier in the text, no loop around both."""
+    if ctx.model.enclosing_function(node) is not ctx.model.enclosing_function(other):
+        return False
+    if any(isinstance(ancestor, (ast.For, ast.While, ast.AsyncFor)) for ancestor in ctx.model.ancestors(node)):
+        return False
+    return (node.lineno, node.col_offset) < (other.lineno, other.col_offset)  # type: ignore[attr-defined]
 
 
 def _comes_after(ctx: Context, node: ast.AST, optimizer: ast.Call) -> bool:
@@ -379,3 +498,308 @@ def _report_freeze_warning(
         if target is not None and target.overlaps(event.module):
             related.append(ctx.related(node, "this sets a plain attribute on a module and does not unfreeze it (GS206)"))
     ctx.report("GS201", event.node, message, severity=Severity.WARNING, related=tuple(related))
+
+
+# GS202, GS203, GS204: what stops the gradient between the model and backward()
+
+
+@on(ast.Call)
+def collect_backward_calls(ctx: Context, call: ast.Call) -> None:
+    if not (isinstance(call.func, ast.Attribute) and call.func.attr in ("backward", "manual_backward")):
+        return
+    value = flow_of(ctx).backward_value(call)
+    if value is not None:
+        ctx.state.setdefault("backward calls", []).append((call, value))
+
+
+@after_walk
+def check_backward_paths(ctx: Context) -> None:
+    flow = flow_of(ctx)
+    reported: set[ast.AST] = set()
+    for call, value in ctx.state.get("backward calls", []):
+        trace = flow.trace(value)
+        if not trace.complete:
+            continue
+        _check_non_differentiable_terms(ctx, call, value, trace, reported)
+        if any(source.live for source in trace.sources):
+            continue
+        graph = [source for source in trace.sources if source.kind in (value_flow.MODEL, value_flow.PARAMETER, value_flow.UNKNOWN)]
+        detached = [source for source in graph if source.cuts and source.cuts[0].reason != value_flow.NO_GRAD]
+        if detached:
+            # Name the model output in the message when one is among the detached sources.
+            detached.sort(key=lambda source: (source.kind != value_flow.MODEL, -len(source.cuts)))
+            _report_detached_loss(ctx, call, value, detached[0], reported)
+            continue
+        without_grad = [
+            source
+            for source in graph
+            if source.kind == value_flow.MODEL and any(cut.reason == value_flow.NO_GRAD for cut in source.cuts)
+        ]
+        if without_grad:
+            _report_no_grad_forward(ctx, call, value, without_grad[0], reported)
+
+
+def _check_non_differentiable_terms(ctx: Context, call: ast.Call, value: ast.expr, trace: value_flow.Trace, reported: set[ast.AST]) -> None:
+    """Report argmax, comparisons and integer casts that leave a loss term (or the whole loss) without a gradient."""
+    flow = flow_of(ctx)
+    terms = [(value, trace)] + [(argument, flow.trace(argument)) for _, argument in trace.losses]
+    for term, term_trace in terms:
+        if not term_trace.complete or any(source.live for source in term_trace.sources):
+            continue
+        for source in term_trace.sources:
+            if source.kind != value_flow.MODEL or source.cuts or source.role != value_flow.VALUE or source.non_differentiable is None:
+                continue
+            operation = source.non_differentiable
+            if operation in reported:
+                continue
+            reported.add(operation)
+            where = short_text(ctx, term)
+            ctx.report(
+                "GS204",
+                operation,
+                f"`{short_text(ctx, operation)}` has no gradient (argmax, rounding, comparisons and integer casts are not "
+                f"differentiable), and it is applied to the model output `{short_text(ctx, source.node)}` on its way into "
+                f"`{where}`: that term gives the model no gradient and cannot train it; use a differentiable form "
+                "(the logits or probabilities themselves, a softmax instead of argmax, a sigmoid instead of a threshold)",
+                related=(ctx.related(call, "backward() runs here"),),
+            )
+            break
+
+
+_CUT_DESCRIPTIONS = {
+    value_flow.DETACH: "returns a tensor cut off from the autograd graph",
+    value_flow.NUMBER: "turns the tensor into a Python number, which has no autograd history",
+    value_flow.REBUILD: "builds a new tensor from the values alone, without their autograd history",
+}
+
+
+def _report_detached_loss(ctx: Context, call: ast.Call, value: ast.expr, source: value_flow.Source, reported: set[ast.AST]) -> None:
+    cut = source.cuts[0]
+    if cut.node in reported:
+        return
+    reported.add(cut.node)
+    related = [ctx.related(other.node, f"`{short_text(ctx, other.node)}` {_CUT_DESCRIPTIONS.get(other.reason, 'stops the gradient')}") for other in source.cuts[1:2]]
+    related.append(ctx.related(call, "backward() runs here"))
+    ctx.report(
+        "GS203",
+        cut.node,
+        f"`{short_text(ctx, cut.node)}` {_CUT_DESCRIPTIONS[cut.reason]}, and `{short_text(ctx, value)}` passed to backward() is built "
+        f"from it: no gradient reaches `{short_text(ctx, source.node)}` or the model, so its parameters never change; "
+        f"call backward() on the loss tensor itself and use `.item()` or `.detach()` only for logging",
+        related=tuple(related),
+    )
+
+
+def _report_no_grad_forward(ctx: Context, call: ast.Call, value: ast.expr, source: value_flow.Source, reported: set[ast.AST]) -> None:
+    if source.node in reported:
+        return
+    reported.add(source.node)
+    block = next(cut.node for cut in source.cuts if cut.reason == value_flow.NO_GRAD)
+    if isinstance(block, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        context = f"in `{block.name}()`, which is decorated to run without gradients"
+        block_node: ast.AST = block.decorator_list[0] if block.decorator_list else block
+    else:
+        context = f"under `{short_text(ctx, block.items[0].context_expr)}`"  # type: ignore[attr-defined]
+        block_node = block.items[0].context_expr  # type: ignore[attr-defined]
+    ctx.report(
+        "GS202",
+        source.node,
+        f"the forward pass `{short_text(ctx, source.node)}` runs {context}, so it records no autograd graph, and "
+        f"`{short_text(ctx, value)}` is computed from it: backward() cannot reach the model's parameters (it raises "
+        "\"element 0 of tensors does not require grad\" or updates nothing); run the forward pass outside the block "
+        "and keep no_grad for targets and evaluation",
+        related=(ctx.related(block_node, "gradient recording is turned off here"), ctx.related(call, "backward() runs here")),
+    )
+
+
+# GS205
+
+
+@on(ast.Call)
+def check_moved_leaf(ctx: Context, call: ast.Call) -> None:
+    func = call.func
+    if not (isinstance(func, ast.Attribute) and func.attr in torch_api.MOVE_METHODS):
+        return
+    if not _makes_copy(ctx, call):
+        return
+
+    receiver = func.value
+    leaf = _trainable_leaf(ctx, receiver)
+    name = None
+    if leaf is None and isinstance(receiver, ast.Name):
+        # `w = torch.zeros(3, requires_grad=True)` then `w = w.to(device)`: the name now refers to the copy.
+        parent = ctx.model.parent(call)
+        if isinstance(parent, ast.Assign) and any(isinstance(t, ast.Name) and t.id == receiver.id for t in parent.targets):
+            definitions = flow_of(ctx).definitions(receiver)
+            if definitions and len(definitions) == 1 and definitions[0].kind == "assign" and definitions[0].value is not None and not definitions[0].index:
+                leaf = _trainable_leaf(ctx, definitions[0].value)
+                name = receiver.id
+    if leaf is None:
+        return
+
+    holder = _assigned_to(ctx, call)
+    what = "the result"
+    if name or holder:
+        what = f"`{name or holder}`"
+    where = "it on the device directly, for example `torch.randn(..., device=device, requires_grad=True)`"
+    if ctx.model.call_qualname(leaf) == "torch.nn.Parameter":
+        where = "the tensor on the device first and wrap it last: `nn.Parameter(torch.randn(..., device=device))`"
+    ctx.report(
+        "GS205",
+        call,
+        f"`.{func.attr}()` returns a copy of `{short_text(ctx, leaf)}`, which requires grad: {what} is not a leaf, so its "
+        "`.grad` stays None, an optimizer given it cannot update it, and in a module it is not registered as a "
+        f"parameter (the gradient goes to the original tensor, which nothing keeps); create {where}",
+    )
+
+
+def _makes_copy(ctx: Context, call: ast.Call) -> bool:
+    """Tell whether a move or cast call returns a new tensor (`.float()` on a float32 tensor returns itself)."""
+    method = call.func.attr  # type: ignore[attr-defined]
+    arguments = [*call.args, *(k.value for k in call.keywords)]
+    if method == "float":
+        return False
+    if method in ("to", "type"):
+        if not arguments:
+            return False
+        qualnames = [ctx.model.qualname(argument) for argument in arguments]
+        return not all(q in ("torch.float32", "torch.float") for q in qualnames if q is not None) or any(q is None for q in qualnames)
+    return True
+
+
+def _trainable_leaf(ctx: Context, expr: ast.AST) -> ast.Call | None:
+    """Return the call that creates `expr` as a leaf tensor requiring grad, or None."""
+    if not isinstance(expr, ast.Call):
+        return None
+    qualname = ctx.model.call_qualname(expr)
+    if qualname == "torch.nn.Parameter":
+        return expr
+    if qualname in torch_api.TENSOR_FACTORIES and not qualname.endswith("_like"):
+        flag = next((k.value for k in expr.keywords if k.arg == "requires_grad"), None)
+        resolved = ctx.values.resolve(flag) if flag is not None else None
+        return expr if resolved is not None and resolved.value is True else None
+    func = expr.func
+    if isinstance(func, ast.Attribute) and func.attr == "requires_grad_" and isinstance(func.value, ast.Call):
+        flag = _requires_grad_argument(ctx, expr)
+        if flag and ctx.model.call_qualname(func.value) in torch_api.TENSOR_FACTORIES:
+            return expr
+    return None
+
+
+def _assigned_to(ctx: Context, call: ast.Call) -> str | None:
+    parent = ctx.model.parent(call)
+    if isinstance(parent, ast.Assign) and len(parent.targets) == 1 and parent.value is call:
+        return short_text(ctx, parent.targets[0])
+    return None
+
+
+# GS207, GS208: layers cut off inside forward
+
+# Words in attribute names that mark a submodule kept out of training on purpose (a teacher, a target or
+# EMA copy, a frozen encoder): computing them under no_grad or detaching them is the intent.
+_INTENT_WORDS = frozenset({"teacher", "target", "ema", "momentum", "frozen", "shadow", "avg", "average", "old", "prior", "reference", "ref", "key"})
+
+
+@after_walk
+def check_forward_cuts(ctx: Context) -> None:
+    flow = flow_of(ctx)
+    for classes in ctx.model.classes.values():
+        for owner in classes:
+            if not ctx.kinds.is_module_class(owner):
+                continue
+            forward = value_flow.method(owner, "forward")
+            if forward is None:
+                continue
+            own = _own_layers(ctx, owner)
+            if not own:
+                continue
+            paths = value_flow.LayerPaths(flow, own).run(forward)
+            reported: set[ast.AST] = set()
+            for attribute, path in sorted(paths.items()):
+                if path.live or path.cut is None or path.cut.reason not in (value_flow.DETACH, value_flow.NO_GRAD):
+                    continue
+                if path.cut.node in reported or _kept_out_on_purpose(ctx, owner, attribute):
+                    continue
+                reported.add(path.cut.node)
+                _report_forward_cut(ctx, owner, attribute, path.cut)
+
+
+def _own_layers(ctx: Context, owner: ast.ClassDef) -> set[str]:
+    """Return the attributes of a module class that hold layers with parameters, or parameters."""
+    own = set()
+    for attribute, values in flow_of(ctx).class_attributes(owner).items():
+        for value in values:
+            kind = ctx.kinds.kind(value)
+            if kind is None:
+                continue
+            if kind.category == "parameter" or (kind.is_module and _has_parameters(ctx, kind.qualname, value)):
+                own.add(attribute)
+    return own
+
+
+def _has_parameters(ctx: Context, qualname: str | None, value: ast.AST) -> bool:
+    if qualname is None:
+        return True
+    if qualname in torch_api.PARAMETER_FREE_MODULES or (qualname.startswith("torch.nn.") and qualname.endswith("Loss")):
+        return False
+    return True
+
+
+def _kept_out_on_purpose(ctx: Context, owner: ast.ClassDef, attribute: str) -> bool:
+    """Tell whether the class shows that `self.<attribute>` is not meant to train through this path."""
+    words = set(attribute.lower().strip("_").split("_"))
+    if words & _INTENT_WORDS:
+        return True
+    for value in flow_of(ctx).class_attributes(owner).get(attribute, []):
+        if isinstance(value, ast.Call) and ctx.model.call_qualname(value) == "copy.deepcopy":
+            return True
+    return attribute in _managed_attributes(ctx, owner)
+
+
+def _managed_attributes(ctx: Context, owner: ast.ClassDef) -> set[str]:
+    """Return the attributes the class freezes, puts in eval mode, or updates by hand through their parameters."""
+    cache = ctx.state.setdefault("GS207 managed", {})
+    if owner in cache:
+        return cache[owner]
+    managed = set()
+    for node in ast.walk(owner):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        method = node.func.attr
+        if method in ("requires_grad_", "eval", "parameters", "named_parameters", "state_dict", "load_state_dict", "buffers"):
+            target = node.func.value
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+                forward = ctx.model.enclosing_function(node)
+                if method in ("requires_grad_", "eval") or forward is None or forward.name != "forward" or ctx.state["flow"].grad_mode.disabled_by(node):
+                    managed.add(target.attr)
+    for event in _facts(ctx).freezes:
+        if not event.requires_grad and event.module is not None and event.module.path.startswith("."):
+            first = event.module.path[1:].split(".")[0].split("[")[0]
+            if event.module.root == "self" and ctx.model.enclosing_class(event.node) is owner:
+                managed.add(first)
+            elif event.module.root != "self":
+                managed.add(first)  # `model.backbone.requires_grad_(False)` outside the class
+    cache[owner] = managed
+    return managed
+
+
+def _report_forward_cut(ctx: Context, owner: ast.ClassDef, attribute: str, cut: value_flow.Cut) -> None:
+    if cut.reason == value_flow.DETACH:
+        ctx.report(
+            "GS207",
+            cut.node,
+            f"`self.{attribute}` reaches the output of `{owner.name}.forward` only through `{short_text(ctx, cut.node)}`, which "
+            f"cuts the autograd graph: its parameters never get a gradient and never train; remove the detach, or if "
+            f"`self.{attribute}` is frozen on purpose, freeze it with `self.{attribute}.requires_grad_(False)`",
+        )
+        return
+    block = cut.node
+    context = block.items[0].context_expr if isinstance(block, (ast.With, ast.AsyncWith)) else block  # type: ignore[attr-defined]
+    ctx.report(
+        "GS208",
+        context,
+        f"`self.{attribute}` reaches the output of `{owner.name}.forward` only through values computed under "
+        f"`{short_text(ctx, context)}`, which records no autograd graph: its parameters never get a gradient and never train; "
+        f"compute them outside the block, or if `self.{attribute}` is frozen on purpose, freeze it with "
+        f"`self.{attribute}.requires_grad_(False)`",
+    )

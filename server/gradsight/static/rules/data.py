@@ -1,9 +1,16 @@
 """GS5: loss and data.
 
+GS501 double-activation reports a softmax or sigmoid output given to a loss that applies the
+activation itself (`CrossEntropyLoss`, `NLLLoss` expects log-probabilities, `BCEWithLogitsLoss`),
+following the value through the model's `forward` and the last layer of an `nn.Sequential`.
+
 GS502 normalize-stats checks the mean and std given to torchvision's `Normalize` (and the
-functional `normalize`). A zero std divides by zero; a std of 0.1 or less multiplies the inputs
-by ten or more, which saturates activations and blows up the first layers' gradients; stats on the
+functional `normalize`). A zero std divides by zero; a std of 0.1 or less (the default floor)
+multiplies the inputs by ten or more, which saturates activations and blows up the first layers' gradients; stats on the
 0-255 scale after `ToTensor()` (which scales images to [0, 1]) shift every input to about -2.
+
+GS503 loss-tensor-accumulated reports `total += loss` across loop iterations where `loss` still
+carries its autograd graph and the total is never backpropagated: every graph stays in memory.
 """
 
 from __future__ import annotations
@@ -11,15 +18,15 @@ from __future__ import annotations
 import ast
 from typing import TYPE_CHECKING
 
-from gradsight.findings import Severity
+from gradsight.findings import Edit, Fix, Severity, Span
+from gradsight.static import flow as value_flow
 from gradsight.static import torch_api
-from gradsight.static.registry import on
+from gradsight.static.flow import flow_of, short_text, source_segment
+from gradsight.static.registry import after_walk, on
 from gradsight.static.rules.optimizer import format_number
 
 if TYPE_CHECKING:
     from gradsight.static.context import Context
-
-STD_FLOOR = 0.1
 
 
 @on(ast.Call)
@@ -62,20 +69,32 @@ def check_normalize(ctx: Context, call: ast.Call) -> None:
         )
         return
 
-    large = [value for value in [*(mean[0] if mean else ()), *std_values] if abs(value) > 1.0]
-    if large and _follows_unit_scaling(ctx, call):
-        mean_text = _format_values(mean[0]) if mean else "?"
+    means = mean[0] if mean else []
+    # Statistics of 0-255 pixels: every mean within [0, 255], every std within (0, 255], and some above 1.
+    # Negative means (CT scans in Hounsfield units) or stds above 255 are some other unit, not pixels.
+    on_pixel_scale = (
+        all(0 <= value <= 255 for value in means)
+        and all(0 < value <= 255 for value in std_values)
+        and any(value > 1.0 for value in [*means, *std_values])
+    )
+    if on_pixel_scale and _follows_unit_scaling(ctx, call):
+        mean_text = _format_values(means) if means else "(none)"
+        scaled_mean = _format_values([round(value / 255, 4) for value in means]) if means else "(none)"
+        scaled_std = _format_values([round(value / 255, 4) for value in std_values])
+        # After ToTensor() the inputs lie in [0, 1], so (x - mean) / std stays close to -mean / std.
+        center = -(means[0] if means else 0.0) / std_values[0]
         ctx.report(
             "GS502",
             call,
-            f"Normalize mean {mean_text} and std {std_text} are on the 0-255 scale, but ToTensor() already scaled "
-            "the images to [0, 1]: every input lands near -2 with a tiny spread; divide the stats by 255 "
-            "(for CIFAR-10: mean (0.4914, 0.4822, 0.4465), std (0.2470, 0.2435, 0.2616))",
+            f"Normalize mean {mean_text} and std {std_text} are on the 0-255 scale, but an earlier transform already "
+            f"scaled the images to [0, 1]: every input lands near {center:.2g} with a spread of about "
+            f"{1 / std_values[0]:.2g}, so the network sees almost constant images; divide the stats by 255: "
+            f"mean {scaled_mean}, std {scaled_std}",
             related=related,
         )
         return
 
-    tiny = [value for value in std_values if 0 < abs(value) <= STD_FLOOR]
+    tiny = [value for value in std_values if 0 < abs(value) <= ctx.thresholds.std_floor]
     if tiny:
         factor = 1 / min(abs(value) for value in tiny)
         ctx.report(
@@ -116,7 +135,11 @@ def _format_values(values: list[float]) -> str:
 
 def _follows_unit_scaling(ctx: Context, call: ast.Call) -> bool:
     """Tell whether an earlier transform of the same Compose scales images to [0, 1]."""
-    sequence = ctx.model.parent(call)
+    parent = ctx.model.parent(call)
+    if isinstance(parent, ast.Assign) and len(parent.targets) == 1 and isinstance(parent.targets[0], ast.Name):
+        # `norm = T.Normalize(...)` used later as an element of a Compose list.
+        return any(_follows_unit_scaling(ctx, use) for use in _list_uses(ctx, parent.targets[0].id, parent))  # type: ignore[arg-type]
+    sequence = parent
     if not isinstance(sequence, (ast.List, ast.Tuple)):
         return False
     compose = ctx.model.parent(sequence)
@@ -132,6 +155,18 @@ def _follows_unit_scaling(ctx: Context, call: ast.Call) -> bool:
     return False
 
 
+def _list_uses(ctx: Context, name: str, assignment: ast.Assign) -> list[ast.Name]:
+    """Return the places where the variable bound by `assignment` is an element of a list or tuple."""
+    uses = []
+    for node in ctx.model.nodes_of(ast.Name):
+        if node.id != name or not isinstance(ctx.model.parent(node), (ast.List, ast.Tuple)):  # type: ignore[attr-defined]
+            continue
+        bindings = ctx.model.lookup(name, node)
+        if len(bindings) == 1 and bindings[0].node is assignment:
+            uses.append(node)  # type: ignore[arg-type]
+    return uses
+
+
 def _scales_to_unit(ctx: Context, call: ast.Call) -> bool:
     qualname = ctx.model.call_qualname(call)
     if qualname in torch_api.SCALE_TO_UNIT:
@@ -140,3 +175,226 @@ def _scales_to_unit(ctx: Context, call: ast.Call) -> bool:
         scale = next((k.value for k in call.keywords if k.arg == "scale"), None)
         return isinstance(scale, ast.Constant) and scale.value is True
     return False
+
+
+# GS501
+
+# Per loss, the activations that must not come before it, with the severity of the finding.
+# Log-softmax before cross-entropy changes nothing (log_softmax is idempotent), hence information.
+_SEVERITY_AFTER = {
+    "cross_entropy": {"softmax": Severity.WARNING, "log_softmax": Severity.INFORMATION},
+    "nll_loss": {"softmax": Severity.WARNING},
+    "bce_with_logits": {"sigmoid": Severity.WARNING},
+}
+
+
+_APPLIES = {
+    "cross_entropy": "applies log_softmax to its input itself",
+    "nll_loss": "expects log-probabilities",
+    "bce_with_logits": "applies a sigmoid to its input itself",
+}
+
+
+@on(ast.Call)
+def check_double_activation(ctx: Context, call: ast.Call) -> None:
+    loss = _loss_kind(ctx, call)
+    if loss is None:
+        return
+    argument = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "input"), None)
+    if argument is None:
+        return
+    activation = flow_of(ctx).activation(argument)
+    if activation is None:
+        return
+    severity = _SEVERITY_AFTER[loss].get(activation.kind)
+    if severity is None:
+        return
+
+    where = "" if ctx.line_of(activation.node) == ctx.line_of(call) else f" on line {ctx.line_of(activation.node)}"
+    origin = "the model ends with" if activation.inside_model else "made by"
+    ctx.report(
+        "GS501",
+        call,
+        f"`{short_text(ctx, call.func)}` {_APPLIES[loss]}, but `{short_text(ctx, argument)}` is already a "
+        f"{activation.kind} output, {origin} `{short_text(ctx, activation.node)}`{where}: "
+        f"{_double_activation_effect(loss, activation.kind)}",
+        severity=severity,
+        related=(ctx.related(activation.node, f"the {activation.kind} is applied here"),),
+        fix=_activation_fix(ctx, activation),
+    )
+
+
+def _double_activation_effect(loss: str, activation: str) -> str:
+    """Describe what the extra activation does to training, and what to write instead."""
+    if loss == "cross_entropy" and activation == "softmax":
+        return (
+            "the loss is computed on probabilities squeezed into [0, 1], so it can barely decrease and the gradients "
+            "shrink toward zero; pass the logits (the values before the softmax)"
+        )
+    if loss == "cross_entropy":
+        return (
+            "applying log_softmax twice gives the same values, so training is not affected, but the extra call hides "
+            "the intent; pass the logits, or use `F.nll_loss` on the log-probabilities"
+        )
+    if loss == "nll_loss":
+        return (
+            "with probabilities the loss becomes -p instead of -log p, and its gradients vanish as predictions improve; "
+            "use `log_softmax` instead of `softmax`, or pass the logits to `cross_entropy`"
+        )
+    return (
+        "the sigmoid runs twice, squeezing every prediction into (0.5, 0.73), so the loss cannot reach its minimum "
+        "and the gradients are tiny; pass the logits, or use `BCELoss` on the probabilities"
+    )
+
+
+def _loss_kind(ctx: Context, call: ast.Call) -> str | None:
+    qualname = ctx.model.call_qualname(call)
+    if qualname is None:
+        qualname = _loss_module_class(ctx, call.func)
+    if qualname in torch_api.CROSS_ENTROPY:
+        return "cross_entropy"
+    if qualname in torch_api.NLL_LOSS:
+        return "nll_loss"
+    if qualname in torch_api.BCE_WITH_LOGITS:
+        return "bce_with_logits"
+    return None
+
+
+def _loss_module_class(ctx: Context, func: ast.expr) -> str | None:
+    """Return the class of the loss module called as `func` (`criterion`, `self.loss_fn`, `nn.CrossEntropyLoss()`)."""
+    if isinstance(func, ast.Call):
+        return ctx.model.call_qualname(func)
+    if isinstance(func, ast.Name):
+        bindings = ctx.model.lookup(func.id, func)
+        if len(bindings) != 1 or bindings[0].kind != "assign" or not isinstance(bindings[0].value, ast.Call):
+            return None
+        return ctx.model.call_qualname(bindings[0].value)
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
+        constructor = flow_of(ctx).constructor_of(func)
+        return ctx.model.call_qualname(constructor) if constructor is not None else None
+    return None
+
+
+def _activation_fix(ctx: Context, activation: value_flow.Activation) -> Fix | None:
+    """Remove the activation: at the loss call or its single-use variable (safe), or as the model's last layer (unsafe)."""
+    node = activation.node
+    if not isinstance(node, ast.Call):
+        return None
+    flow = flow_of(ctx)
+    if activation.inside_model:
+        return _drop_last_layer(ctx, node, activation.kind)
+    own = flow.activation(node)
+    if own is None or own.kind != activation.kind or own.node is not node:
+        return None  # `torch.log(F.softmax(x))`: removing the softmax alone would change the meaning
+    if ctx.model.call_qualname(node) is not None:
+        inner = node.args[0] if node.args else None  # F.softmax(x, dim=1)
+    else:
+        inner = node.func.value if isinstance(node.func, ast.Attribute) else None  # x.softmax(dim=1)
+    if inner is None:
+        return None
+    for name in activation.names:
+        scope = ctx.model.scope_of(name).node
+        if len(flow.loads(scope).get(name.id, [])) != 1 or len(flow.definitions(name) or []) != 1:
+            return None  # the activation's output is used elsewhere too (printing probabilities, metrics)
+    inner_text = source_segment(ctx, inner)
+    if not inner_text:
+        return None
+    return Fix(f"Remove the {activation.kind}: pass `{short_text(ctx, inner)}` to the loss", (ctx.replace(node, inner_text),))
+
+
+def _drop_last_layer(ctx: Context, layer: ast.Call, kind: str) -> Fix | None:
+    sequential = ctx.model.parent(layer)
+    if not (isinstance(sequential, ast.Call) and sequential.args and sequential.args[-1] is layer and len(sequential.args) > 1):
+        return None
+    previous = ctx.span(sequential.args[-2])
+    end = ctx.span(layer)
+    # Dropping the last element changes what the model returns everywhere (also at inference), hence unsafe.
+    return Fix(
+        f"Remove the final {kind} layer from the nn.Sequential",
+        (Edit(Span(previous.end_line, previous.end_column, end.end_line, end.end_column), ""),),
+        safe=False,
+    )
+
+
+# GS503
+
+
+@on(ast.AugAssign)
+def collect_running_totals(ctx: Context, node: ast.AugAssign) -> None:
+    if isinstance(node.op, ast.Add) and isinstance(node.target, ast.Name):
+        ctx.state.setdefault("GS503 totals", []).append((node, node.target, node.value))
+
+
+@on(ast.Assign)
+def collect_running_total_assignments(ctx: Context, node: ast.Assign) -> None:
+    # `total = total + loss`
+    value = node.value
+    if (
+        len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(value, ast.BinOp)
+        and isinstance(value.op, ast.Add)
+        and isinstance(value.left, ast.Name)
+        and value.left.id == node.targets[0].id
+    ):
+        ctx.state.setdefault("GS503 totals", []).append((node, value.left, value.right))
+
+
+@after_walk
+def check_running_totals(ctx: Context) -> None:
+    candidates = ctx.state.get("GS503 totals", [])
+    if not candidates:
+        return
+    flow = flow_of(ctx)
+    backpropagated: set[ast.AST] = set()
+    for _, value in ctx.state.get("backward calls", []):
+        backpropagated |= flow.trace(value).statements
+    for statement, total, added in candidates:
+        loop = next((a for a in ctx.model.ancestors(statement) if isinstance(a, (ast.For, ast.AsyncFor, ast.While, ast.FunctionDef, ast.AsyncFunctionDef))), None)
+        if not isinstance(loop, (ast.For, ast.AsyncFor, ast.While)):
+            continue
+        if statement in backpropagated or flow.grad_mode.disabled_by(statement) is not None:
+            continue
+        if not _starts_before(flow, total, loop) or _is_returned(ctx, total):
+            continue
+        trace = flow.trace(added)
+        carriers = [s for s in trace.sources if s.live and s.kind in (value_flow.MODEL, value_flow.PARAMETER) and s.role == value_flow.VALUE]
+        if not trace.complete or not carriers:
+            continue
+        added_text = short_text(ctx, added)
+        ctx.report(
+            "GS503",
+            statement,
+            f"`{short_text(ctx, statement)}` adds the tensor `{added_text}` with its autograd graph, not its value: `{total.id}` "
+            "keeps the graph of every iteration alive, so memory grows each step until it runs out; "
+            f"write `{total.id} += {added_text}.item()` (or `.detach()`) for a running total",
+            fix=_detach_fix(ctx, added),
+        )
+
+
+def _starts_before(flow: value_flow.ValueFlow, total: ast.Name, loop: ast.AST) -> bool:
+    """Tell whether the running total is first set before the loop, so that it carries over between iterations."""
+    definitions = flow.definitions(total) or []
+    return any(not _inside(loop, binding.node) for binding in definitions)
+
+
+def _inside(outer: ast.AST, node: ast.AST) -> bool:
+    return (outer.lineno, outer.col_offset) <= (getattr(node, "lineno", 0), getattr(node, "col_offset", 0)) and (
+        getattr(node, "end_lineno", 0) or 0
+    ) <= (outer.end_lineno or 0)
+
+
+def _is_returned(ctx: Context, total: ast.Name) -> bool:
+    function = ctx.model.enclosing_function(total)
+    scope_node = function if function is not None else ctx.tree
+    return total.id in flow_of(ctx).returned_names(scope_node)
+
+
+def _detach_fix(ctx: Context, added: ast.expr) -> Fix | None:
+    text = source_segment(ctx, added)
+    if not text:
+        return None
+    simple = isinstance(added, (ast.Name, ast.Attribute, ast.Subscript, ast.Call))
+    new_text = f"{text}.detach()" if simple else f"({text}).detach()"
+    # The total keeps the same values and type; only the graph it held on to is dropped.
+    return Fix(f"Add `.detach()`: `{short_text(ctx, added)}.detach()`", (ctx.replace(added, new_text),))

@@ -1,0 +1,456 @@
+"""GS202-GS208: the autograd graph between the model and backward(), and inside forward."""
+
+import ast
+import textwrap
+
+import pytest
+
+from conftest import codes_of, findings_of
+from gradsight.fixes import apply_fixes
+from gradsight.static import check_source
+
+PRELUDE = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+"""
+
+
+def apply_fix(source, fix):
+    """Apply a fix's edits with the function that `gradsight check --fix` uses."""
+    text, applied = apply_fixes(source, [fix])
+    assert applied == 1
+    return text
+
+
+def fixed(source, code):
+    """Check `source`, apply the fix of its only `code` finding, and return the new source after checking it parses."""
+    source = textwrap.dedent(source)
+    (finding,) = [f for f in check_source(source).findings if f.code == code]
+    assert finding.fix is not None
+    result = apply_fix(source, finding.fix)
+    ast.parse(result)
+    return finding.fix, result
+
+
+def fix_all(source, prefix):
+    """Apply the fixes of findings whose code starts with `prefix` one at a time, re-checking after each."""
+    for _ in range(20):
+        finding = next((f for f in check_source(source).findings if f.code.startswith(prefix) and f.fix is not None), None)
+        if finding is None:
+            return source
+        source = apply_fix(source, finding.fix)
+        ast.parse(source)
+    raise AssertionError("fixes did not converge")
+
+
+def codes(source, minimum="warning"):
+    """Return the GS2 codes reported on `source` at `minimum` severity or worse."""
+    return codes_of(PRELUDE + source, minimum=minimum, select=["GS2"])
+
+
+# GS202 no-grad-training
+
+
+def test_no_grad_forward_then_backward_is_error():
+    source = PRELUDE + """
+def train(model, loader, optimizer):
+    for inputs, targets in loader:
+        with torch.no_grad():
+            preds = model(inputs)
+        loss = F.mse_loss(preds, targets)
+        loss.backward()
+        optimizer.step()
+"""
+    (finding,) = [f for f in findings_of(source) if f.code == "GS202"]
+    assert finding.severity.label == "error"
+    assert finding.span.line == 9
+    assert "torch.no_grad()" in finding.message
+    assert [r.span.line for r in finding.related] == [8, 11]
+
+
+@pytest.mark.parametrize("context", ["torch.inference_mode()", "torch.set_grad_enabled(False)", "torch.no_grad()"])
+def test_no_grad_forward_variants(context):
+    source = f"""
+model = nn.Linear(4, 1)
+for x, y in loader:
+    with {context}:
+        out = model(x)
+    loss = F.mse_loss(out, y)
+    loss.backward()
+"""
+    assert "GS202" in codes(source)
+
+
+def test_no_grad_forward_with_criterion_parameter():
+    source = """
+def train(model, loader, criterion, optimizer):
+    for inputs, labels in loader:
+        optimizer.zero_grad()
+        with torch.no_grad():
+            outputs = model(inputs)
+        loss = criterion(outputs, labels)
+        loss.backward()
+        optimizer.step()
+"""
+    assert codes(source) == ["GS202"]
+
+
+def test_no_grad_decorated_training_step():
+    source = """
+model = nn.Linear(4, 1)
+
+@torch.no_grad()
+def train_step(x, y):
+    loss = F.mse_loss(model(x), y)
+    loss.backward()
+"""
+    assert "GS202" in codes(source)
+
+
+def test_no_grad_quiet_on_dqn_targets():
+    source = """
+policy = nn.Linear(4, 2)
+target = nn.Linear(4, 2)
+for s, a, r, s2 in loader:
+    with torch.no_grad():
+        y = r + 0.99 * target(s2).max(1).values
+    q = policy(s).gather(1, a.unsqueeze(1)).squeeze(1)
+    loss = F.mse_loss(y, q)
+    loss.backward()
+"""
+    assert codes(source) == []
+
+
+def test_no_grad_quiet_on_phase_dependent_grad_mode():
+    source = """
+def run(model, loader, phase, optimizer):
+    for x, y in loader:
+        with torch.set_grad_enabled(phase == "train"):
+            loss = F.cross_entropy(model(x), y)
+        if phase == "train":
+            loss.backward()
+            optimizer.step()
+"""
+    assert codes(source) == []
+
+
+def test_no_grad_quiet_when_grad_is_enabled_again():
+    source = """
+model = nn.Linear(4, 1)
+with torch.no_grad():
+    with torch.enable_grad():
+        loss = model(x).sum()
+    loss.backward()
+"""
+    assert codes(source) == []
+
+
+def test_no_grad_quiet_on_separate_validation():
+    source = """
+def evaluate(model, loader):
+    with torch.no_grad():
+        return sum(F.cross_entropy(model(x), y).item() for x, y in loader)
+
+def train(model, loader, optimizer):
+    for x, y in loader:
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+"""
+    assert codes(source) == []
+
+
+# GS203 detached-loss
+
+
+def test_loss_rebuilt_from_item_is_error(cases_dir):
+    result = check_source((cases_dir / "static" / "graph_breaks.py").read_text())
+    (finding,) = [f for f in result.findings if f.code == "GS203"]
+    assert finding.severity.label == "error"
+    assert finding.span.line == 21
+    assert "torch.tensor(loss_value, requires_grad=True)" in finding.message
+    assert [r.span.line for r in finding.related] == [20, 24]
+
+
+@pytest.mark.parametrize(
+    "rebuilt",
+    [
+        "loss.detach()",
+        "loss.data",
+        "torch.tensor(loss.item(), requires_grad=True)",
+        "torch.tensor(float(loss), requires_grad=True)",
+        "torch.from_numpy(loss.detach().cpu().numpy()).requires_grad_()",
+        "torch.tensor(loss.tolist(), requires_grad=True)",
+    ],
+)
+def test_detached_loss_variants(rebuilt):
+    source = f"""
+model = nn.Linear(4, 1)
+for x, y in loader:
+    loss = F.mse_loss(model(x), y)
+    loss2 = {rebuilt}
+    loss2.backward()
+"""
+    assert codes(source) == ["GS203"]
+
+
+def test_detached_loss_quiet_on_logging_and_running_average():
+    source = """
+model = nn.Linear(4, 1)
+running = None
+for step, (x, y) in enumerate(loader):
+    loss = F.mse_loss(model(x), y)
+    loss.backward()
+    value = loss.item()
+    running = loss.detach() if running is None else 0.9 * running + 0.1 * loss.detach()
+    print(step, value, running)
+"""
+    assert codes(source) == []
+
+
+def test_detached_loss_quiet_on_live_term():
+    source = """
+model = nn.Linear(4, 1)
+for x, y in loader:
+    out = model(x)
+    penalty = out.detach().abs().mean()
+    loss = F.mse_loss(out, y) + 0.1 * penalty
+    loss.backward()
+"""
+    assert codes(source) == []
+
+
+def test_detached_loss_quiet_on_filled_list():
+    source = """
+policy = nn.Linear(4, 2)
+log_probs = []
+for state in states:
+    log_probs.append(torch.log_softmax(policy(state), -1)[0])
+loss = -torch.stack(log_probs).sum()
+loss.backward()
+"""
+    assert codes(source) == []
+
+
+# GS204 non-differentiable-op
+
+
+def test_argmax_into_loss_term_is_warning(cases_dir):
+    result = check_source((cases_dir / "static" / "graph_breaks.py").read_text())
+    (finding,) = [f for f in result.findings if f.code == "GS204"]
+    assert finding.span.line == 27
+    assert "logits.argmax(dim=1)" in finding.message
+
+
+@pytest.mark.parametrize(
+    "term",
+    [
+        "F.mse_loss(out.round(), y)",
+        "F.l1_loss((out > 0).float(), y)",
+        "F.mse_loss(out.long().float(), y)",
+        "F.mse_loss(torch.sign(out), y)",
+        "F.mse_loss(out.to(torch.int64).float(), y)",
+    ],
+)
+def test_non_differentiable_term_variants(term):
+    source = f"""
+model = nn.Linear(4, 1)
+for x, y in loader:
+    out = model(x)
+    loss = F.mse_loss(out, y) + {term}
+    loss.backward()
+"""
+    assert codes(source) == ["GS204"]
+
+
+def test_non_differentiable_quiet_on_accuracy_metric():
+    source = """
+model = nn.Linear(4, 3)
+for x, y in loader:
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    accuracy = (logits.argmax(dim=1) == y).float().mean()
+    loss.backward()
+"""
+    assert codes(source) == []
+
+
+def test_non_differentiable_quiet_on_targets_and_masks():
+    source = """
+model = nn.Linear(4, 3)
+for x, y in loader:
+    logits = model(x)
+    pseudo = logits.argmax(dim=1)
+    mask = (logits.max(dim=1).values > 0.9).float()
+    loss = (F.cross_entropy(logits, pseudo, reduction="none") * mask).mean()
+    picked = logits.gather(1, logits.argmax(1, keepdim=True))
+    loss = loss + picked.mean()
+    loss.backward()
+"""
+    assert codes(source) == []
+
+
+# GS205 non-leaf-parameter
+
+
+def test_moved_leaf_is_warning(cases_dir):
+    result = check_source((cases_dir / "static" / "graph_breaks.py").read_text())
+    (finding,) = [f for f in result.findings if f.code == "GS205"]
+    assert finding.span.line == 10
+    assert "`scale` is not a leaf" in finding.message
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "w = torch.zeros(3, requires_grad=True).cuda()",
+        "w = torch.randn(3, 3).requires_grad_().to(device)",
+        "w = nn.Parameter(torch.randn(3)).to(device)",
+        "w = torch.ones(3, requires_grad=True).double()",
+        "w = torch.ones(3, requires_grad=True)\nw = w.to(device)",
+    ],
+)
+def test_moved_leaf_variants(statement):
+    assert codes("device = 'cuda'\n" + statement + "\n") == ["GS205"]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "w = torch.zeros(3, device=device, requires_grad=True)",
+        "w = nn.Parameter(torch.randn(3).to(device))",
+        "w = torch.randn(3).to(device).requires_grad_()",
+        "w = torch.zeros(3, requires_grad=True).float()",
+        "w = torch.zeros(3, requires_grad=True)\ny = (w.to(device) * 2).sum()",
+    ],
+)
+def test_moved_leaf_quiet(statement):
+    assert codes("device = 'cuda'\n" + statement + "\n") == []
+
+
+# GS206 fix
+
+
+def test_module_attribute_fix_calls_requires_grad_():
+    fix, result = fixed(PRELUDE + "model = nn.Linear(2, 2)\nmodel.requires_grad = False\n", "GS206")
+    assert fix.safe
+    assert "model.requires_grad_(False)\n" in result
+    assert "GS206" not in [f.code for f in check_source(result).findings]
+
+
+def test_module_attribute_fix_unsafe_on_read():
+    source = PRELUDE + "model = nn.Linear(2, 2)\nmodel.requires_grad = False\nif model.requires_grad:\n    print('trainable')\n"
+    fix, _ = fixed(source, "GS206")
+    assert not fix.safe
+
+
+# GS207 detach-in-forward
+
+
+def test_detach_in_forward_is_warning():
+    source = PRELUDE + """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = self.encoder(x)
+        h = h.detach()
+        return self.head(h)
+"""
+    (finding,) = findings_of(source)
+    assert (finding.code, finding.span.line) == ("GS207", 14)
+    assert "`self.encoder`" in finding.message
+
+
+def test_data_in_forward_is_warning():
+    source = """
+class Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return x * self.scale.data
+"""
+    assert codes(source) == ["GS207"]
+
+
+def test_detach_in_forward_quiet_on_second_path():
+    source = """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        z = self.encoder(x)
+        return self.head(z), z.detach()
+"""
+    assert codes(source) == []
+
+
+# GS208 no-grad-in-forward
+
+
+def test_no_grad_in_forward_is_warning():
+    source = PRELUDE + """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 8, 3)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        with torch.no_grad():
+            features = self.backbone(x).mean(dim=(2, 3))
+        return self.head(features)
+"""
+    (finding,) = findings_of(source)
+    assert (finding.code, finding.span.line) == ("GS208", 13)
+    assert "`self.backbone`" in finding.message
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        "self.backbone.requires_grad_(False)",
+        "self.backbone.eval()",
+        "for p in self.backbone.parameters():\n            p.requires_grad = False",
+    ],
+)
+def test_no_grad_in_forward_quiet_when_frozen_explicitly(setup):
+    source = f"""
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 8, 3)
+        {setup}
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        with torch.no_grad():
+            features = self.backbone(x).mean(dim=(2, 3))
+        return self.head(features)
+"""
+    assert codes(source) == []
+
+
+def test_no_grad_in_forward_quiet_on_teacher_attribute():
+    source = """
+class Distiller(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.teacher = nn.Linear(8, 4)
+        self.student = nn.Linear(8, 4)
+
+    def forward(self, x):
+        with torch.no_grad():
+            soft_targets = F.softmax(self.teacher(x), dim=-1)
+        return self.student(x), soft_targets
+"""
+    assert codes(source) == []

@@ -1,0 +1,281 @@
+"""GS501 double-activation and GS503 loss-tensor-accumulated."""
+
+import pytest
+
+from conftest import codes_of, findings_of
+from gradsight.static import check_source
+from test_rule_graph import fix_all, fixed
+
+PRELUDE = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+"""
+
+
+def codes(source, minimum="warning"):
+    """Return the GS5 codes reported on `source` at `minimum` severity or worse."""
+    return codes_of(PRELUDE + source, minimum=minimum, select=["GS5"])
+
+
+# GS501 double-activation
+
+
+def test_softmax_into_cross_entropy_is_warning(cases_dir):
+    result = check_source((cases_dir / "static" / "graph_breaks.py").read_text())
+    (finding,) = [f for f in result.findings if f.code == "GS501"]
+    assert (finding.span.line, finding.severity.label) == (19, "warning")
+    assert "F.softmax(logits, dim=1)" in finding.message
+    assert finding.related[0].span.line == 18
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        "F.cross_entropy(F.softmax(out, dim=1), y)",
+        "F.cross_entropy(torch.softmax(out, -1), y)",
+        "nn.CrossEntropyLoss()(out.softmax(dim=1), y)",
+        "F.nll_loss(F.softmax(out, dim=1), y)",
+        "F.binary_cross_entropy_with_logits(torch.sigmoid(out), y)",
+        "nn.BCEWithLogitsLoss()(out.sigmoid().squeeze(1), y)",
+        "F.cross_entropy(torch.log(F.softmax(out, dim=1) + 1e-8), y)",
+    ],
+)
+def test_double_activation_variants(loss):
+    source = f"""
+model = nn.Linear(4, 3)
+for x, y in loader:
+    out = model(x)
+    loss = {loss}
+    loss.backward()
+"""
+    assert codes(source, minimum="information") == ["GS501"]
+
+
+def test_log_softmax_into_cross_entropy_is_information():
+    source = """
+out = nn.Linear(4, 3)(x)
+loss = F.cross_entropy(F.log_softmax(out, dim=1), y)
+"""
+    (finding,) = findings_of(PRELUDE + source)
+    assert (finding.code, finding.severity.label) == ("GS501", "information")
+    assert "same values" in finding.message
+
+
+def test_double_activation_through_forward():
+    source = """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc(x)).squeeze(-1)
+
+model = Net()
+criterion = nn.BCEWithLogitsLoss()
+loss = criterion(model(x), y)
+"""
+    (finding,) = findings_of(PRELUDE + source)
+    assert finding.code == "GS501"
+    assert finding.span.line == 16
+    assert finding.related[0].span.line == 12
+
+
+def test_double_activation_through_final_sequential_layer():
+    source = """
+class Classifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3), nn.Softmax(dim=1))
+
+    def forward(self, x):
+        return self.layers(x)
+
+criterion = nn.CrossEntropyLoss()
+model = Classifier().to("cuda")
+loss = criterion(model(x), y)
+"""
+    assert codes(source) == ["GS501"]
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        "F.nll_loss(F.log_softmax(out, dim=1), y)",
+        "F.binary_cross_entropy(torch.sigmoid(out), y)",
+        "nn.BCELoss()(out.sigmoid(), y)",
+        "F.cross_entropy(out, y)",
+        "F.cross_entropy(out / 0.07, y)",
+        "F.kl_div(F.log_softmax(out, 1), F.softmax(teacher, 1), reduction='batchmean')",
+    ],
+)
+def test_double_activation_quiet_on_matching_pairs(loss):
+    source = f"""
+out = nn.Linear(4, 3)(x)
+loss = {loss}
+"""
+    assert codes(source, minimum="information") == []
+
+
+def test_double_activation_quiet_on_training_logits():
+    source = """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        logits = self.fc(x)
+        if self.training:
+            return logits
+        return logits.softmax(dim=-1)
+
+loss = F.cross_entropy(Net()(x), y)
+"""
+    assert codes(source) == []
+
+
+def test_double_activation_fix_removes_softmax_at_single_use(cases_dir):
+    source = (cases_dir / "static" / "graph_breaks.py").read_text()
+    fix, result = fixed(source, "GS501")
+    assert fix.safe
+    assert "    probs = logits\n" in result
+    assert "GS501" not in [f.code for f in check_source(result).findings]
+
+
+def test_double_activation_fix_inside_the_loss_call():
+    source = PRELUDE + "out = nn.Linear(4, 3)(x)\nloss = F.cross_entropy(F.softmax(out, dim=1), y)\n"
+    fix, result = fixed(source, "GS501")
+    assert fix.safe
+    assert result.endswith("loss = F.cross_entropy(out, y)\n")
+
+
+def test_double_activation_no_fix_on_reused_probabilities():
+    source = PRELUDE + "out = nn.Linear(4, 3)(x)\nprobs = F.softmax(out, dim=1)\nloss = F.cross_entropy(probs, y)\nprint(probs.max())\n"
+    (finding,) = findings_of(source)
+    assert finding.fix is None
+
+
+def test_double_activation_fix_drops_final_sequential_layer_unsafely():
+    source = PRELUDE + """
+model = nn.Sequential(
+    nn.Linear(8, 3),
+    nn.Softmax(dim=1),
+)
+loss = nn.CrossEntropyLoss()(model(x), y)
+"""
+    fix, result = fixed(source, "GS501")
+    assert not fix.safe
+    assert "nn.Softmax" not in result
+    assert "nn.Linear(8, 3),\n)" in result
+    assert "GS501" not in [f.code for f in check_source(result).findings]
+
+
+# GS503 loss-tensor-accumulated
+
+
+def test_loss_tensor_added_to_running_total_is_warning():
+    source = PRELUDE + """
+model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(10):
+    epoch_loss = 0.0
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        epoch_loss += loss
+    print(epoch_loss / len(loader))
+"""
+    (finding,) = findings_of(source)
+    assert (finding.code, finding.span.line, finding.severity.label) == ("GS503", 15, "warning")
+    assert "epoch_loss += loss.item()" in finding.message
+
+
+@pytest.mark.parametrize("statement", ["total = total + loss * x.size(0)", "total += criterion(model(x), y)"])
+def test_loss_tensor_accumulated_variants(statement):
+    source = f"""
+model = nn.Linear(4, 1)
+criterion = nn.MSELoss()
+total = 0
+for x, y in loader:
+    loss = criterion(model(x), y)
+    {statement}
+print(total)
+"""
+    assert codes(source) == ["GS503"]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "total += loss.item()",
+        "total += loss.detach()",
+        "total += float(loss)",
+        "total += loss.detach().cpu().item() * x.size(0)",
+    ],
+)
+def test_loss_tensor_accumulated_quiet_on_values(statement):
+    source = f"""
+model = nn.Linear(4, 1)
+total = 0
+for x, y in loader:
+    loss = F.mse_loss(model(x), y)
+    loss.backward()
+    {statement}
+"""
+    assert codes(source) == []
+
+
+def test_loss_tensor_accumulated_quiet_when_total_is_backpropagated():
+    source = """
+model = nn.GRUCell(4, 4)
+for sequence, targets in loader:
+    h = torch.zeros(1, 4)
+    loss = 0
+    for x, y in zip(sequence, targets):
+        h = model(x, h)
+        loss += F.mse_loss(h, y)
+    loss.backward()
+"""
+    assert codes(source) == []
+
+
+def test_loss_tensor_accumulated_quiet_no_grad_or_returned():
+    source = """
+def evaluate(model, loader):
+    total = 0
+    with torch.no_grad():
+        for x, y in loader:
+            total += F.mse_loss(model(x), y)
+    return total
+
+def accumulate(model, chunks):
+    total = 0
+    for x, y in chunks:
+        total += F.mse_loss(model(x), y)
+    return total
+"""
+    assert codes(source) == []
+
+
+def test_loss_tensor_accumulated_fix_adds_detach():
+    source = PRELUDE + """
+model = nn.Linear(4, 1)
+total = 0
+for x, y in loader:
+    loss = F.mse_loss(model(x), y)
+    loss.backward()
+    total += loss
+"""
+    fix, result = fixed(source, "GS503")
+    assert fix.safe
+    assert "total += loss.detach()\n" in result
+    assert "GS503" not in [f.code for f in check_source(result).findings]
+
+
+def test_loss_fixes_clear_the_case_file(cases_dir):
+    source = fix_all((cases_dir / "static" / "graph_breaks.py").read_text(), "GS5")
+    assert [f.code for f in check_source(source).findings if f.code.startswith("GS5")] == []
