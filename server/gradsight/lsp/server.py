@@ -13,8 +13,12 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from gradsight import __version__
+from gradsight.findings import CheckResult
+from gradsight.lsp.code_actions import code_actions
 from gradsight.lsp.convert import LineIndex, check_result_to_diagnostics
+from gradsight.lsp.document_settings import checker_settings
 from gradsight.lsp.log_handler import ClientLogHandler, configure_logging
+from gradsight.lsp.runtime_requests import register as register_runtime_requests
 from gradsight.lsp.scheduler import AnalysisScheduler, DocumentSnapshot
 from gradsight.lsp.settings import ServerSettings
 from gradsight.static import check_source
@@ -31,6 +35,9 @@ class GradsightLanguageServer(LanguageServer):
         self.settings = ServerSettings()
         self.position_encoding: str = types.PositionEncodingKind.Utf16.value
         self.shutdown_requested = False
+        # The text and result of each document's last check, for code actions. Written from worker threads,
+        # one whole tuple at a time.
+        self._last_results: dict[str, tuple[str, CheckResult]] = {}
         self.scheduler = AnalysisScheduler(
             read_document=self.read_document,
             analyse=self.analyse,
@@ -40,15 +47,28 @@ class GradsightLanguageServer(LanguageServer):
 
     def configure(self, settings: ServerSettings) -> None:
         self.settings = settings
+        self._last_results.clear()
         self.scheduler.debounce_seconds = settings.debounce_ms / 1000
 
     def read_document(self, uri: str) -> DocumentSnapshot:
         document = self.workspace.get_text_document(uri)
         return DocumentSnapshot(source=document.source, version=document.version)
 
+    def check(self, uri: str, source: str) -> CheckResult:
+        result = check_source(source, settings=checker_settings(uri, self.settings))
+        self._last_results[uri] = (source, result)
+        return result
+
+    def last_result(self, uri: str, source: str) -> CheckResult:
+        """Return the result that the published diagnostics came from, or check now if the text changed since."""
+        cached = self._last_results.get(uri)
+        if cached is not None and cached[0] == source:
+            return cached[1]
+        return self.check(uri, source)
+
     def analyse(self, uri: str, source: str) -> list[types.Diagnostic]:
         """Check `source` and convert the result. Runs on a worker thread."""
-        result = check_source(source, select=self.settings.select, ignore=self.settings.ignore)
+        result = self.check(uri, source)
         if result.error is not None and result.error.kind != "syntax":
             error = result.error
             logger.warning("gradsight could not analyse %s: %s (%s error)", uri, error.message, error.kind)
@@ -84,7 +104,27 @@ def on_did_save(ls: GradsightLanguageServer, params: types.DidSaveTextDocumentPa
 
 
 def on_did_close(ls: GradsightLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
+    ls._last_results.pop(params.text_document.uri, None)
     ls.scheduler.close(params.text_document.uri)
+
+
+def on_did_change_configuration(ls: GradsightLanguageServer, params: types.DidChangeConfigurationParams) -> None:
+    section = params.settings.get("gradsight") if isinstance(params.settings, dict) else None
+    if section is None:
+        return
+    ls.configure(ls.settings.with_configuration(section))
+    logger.info("configuration changed: %s", ls.settings.describe())
+    # Re-check every open document with the new settings, at once.
+    for uri in list(ls.workspace.text_documents):
+        ls.scheduler.save(uri)
+
+
+def on_code_action(ls: GradsightLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    uri = params.text_document.uri
+    document = ls.workspace.get_text_document(uri)
+    source = document.source
+    result = ls.last_result(uri, source)
+    return code_actions(result, uri, source, LineIndex(source, ls.position_encoding), params)
 
 
 def on_shutdown(ls: GradsightLanguageServer, params: None) -> None:
@@ -106,8 +146,14 @@ def create_server(log_handler: ClientLogHandler | None = None) -> GradsightLangu
     server.feature(types.TEXT_DOCUMENT_DID_CHANGE)(on_did_change)
     server.feature(types.TEXT_DOCUMENT_DID_SAVE)(on_did_save)
     server.feature(types.TEXT_DOCUMENT_DID_CLOSE)(on_did_close)
+    server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(on_did_change_configuration)
+    server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]),
+    )(on_code_action)
     server.feature(types.SHUTDOWN)(on_shutdown)
     server.feature(types.EXIT)(on_exit)
+    register_runtime_requests(server)
     return server
 
 

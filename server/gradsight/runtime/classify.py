@@ -1,0 +1,551 @@
+"""Classify the layers of a probe snapshot: which ones learn, which ones do not, and why.
+
+Input is the snapshot payload of `gradsight.runtime.probe` (a dict, see docs/runtime-protocol.md)
+and optionally the previous snapshot of the same debug session. Output is a status per layer
+(module path that owns parameters directly) and findings with codes GS901 to GS920.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+# Statuses, worst first. A layer shows the worst status of its parameters and of its own checks.
+STATUSES = (
+    "non-finite",
+    "not-in-optimizer",
+    "no-grad",
+    "zero-lr",
+    "unchanged",
+    "zero-grad",
+    "exploding",
+    "vanishing",
+    "tiny-update",
+    "frozen-but-changing",
+    "frozen",
+    "ok",
+)
+STATUS_RANK = {status: rank for rank, status in enumerate(STATUSES)}
+
+CODES = {
+    "not-in-optimizer": "GS901",
+    "no-grad": "GS902",
+    "zero-grad": "GS903",
+    "vanishing": "GS904",
+    "exploding": "GS905",
+    "non-finite": "GS906",
+    "zero-lr": "GS907",
+    "unchanged": "GS908",
+    "tiny-update": "GS909",
+    "frozen-but-changing": "GS910",
+    "frozen": "GS920",
+}
+UNREGISTERED_LEAF = "GS914"
+
+SEVERITIES = {
+    "non-finite": "error",
+    "not-in-optimizer": "error",
+    "no-grad": "warning",
+    "zero-lr": "error",
+    "unchanged": "error",
+    "zero-grad": "warning",
+    "exploding": "warning",
+    "vanishing": "warning",
+    "tiny-update": "warning",
+    "frozen-but-changing": "warning",
+    "frozen": "information",
+    "ok": None,
+}
+
+# An expected update-to-weight ratio below this is too small to train, and in float32 (machine
+# epsilon 1.2e-7) most weights do not change at all. Healthy training is near 1e-3.
+TINY_UPDATE_RATIO = 1e-7
+
+# Vanishing: |grad| / |w| below this and below VANISHING_RELATIVE times the median over layers.
+VANISHING_RATIO = 1e-5
+VANISHING_RELATIVE = 1e-3
+
+# Exploding: |grad| / |w| above this, or the gradient norm grew by more than EXPLODING_GROWTH
+# since the previous check while already above the weight norm.
+EXPLODING_RATIO = 1e2
+EXPLODING_GROWTH = 1e2
+
+ADAM_FAMILY = {"Adam", "AdamW", "NAdam", "RAdam", "Adamax", "Adagrad", "RMSprop", "Adadelta", "SparseAdam", "Adafactor"}
+NORMALIZATION_TYPES = {
+    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LazyBatchNorm1d", "LazyBatchNorm2d",
+    "LazyBatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "GroupNorm", "LayerNorm",
+}
+
+
+@dataclass
+class RuntimeFinding:
+    code: str
+    severity: str
+    message: str
+    layer: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "severity": self.severity, "message": self.message, "layer": self.layer}
+
+
+@dataclass
+class LayerReport:
+    name: str
+    type: str
+    registered: bool
+    status: str = "ok"
+    reason: str = ""
+    grad_norm: float | None = None
+    weight_norm: float | None = None
+    mean_abs_grad: float | None = None
+    max_abs_grad: float | None = None
+    update_ratio: float | None = None
+    lr: float | None = None
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def severity(self) -> str | None:
+        return SEVERITIES[self.status]
+
+    def raise_status(self, status: str, reason: str) -> None:
+        """Keep the worse of the current status and `status`."""
+        if STATUS_RANK[status] < STATUS_RANK[self.status]:
+            self.status = status
+            self.reason = reason
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "status": self.status,
+            "severity": self.severity,
+            "gradNorm": self.grad_norm,
+            "weightNorm": self.weight_norm,
+            "meanAbsGrad": self.mean_abs_grad,
+            "maxAbsGrad": self.max_abs_grad,
+            "updateRatio": self.update_ratio,
+            "lr": self.lr,
+            "tooltip": self.tooltip(),
+            "parameters": self.parameters,
+        }
+
+    @property
+    def display_name(self) -> str:
+        """The layer name for messages: the root module's own parameters have the empty name."""
+        return self.name or f"the model's own parameters ({self.type})"
+
+    def tooltip(self) -> str:
+        title = f"{self.name} ({self.type})" if self.name else self.display_name
+        lines = [f"{title}: {self.status}"]
+        if self.reason:
+            lines.append(self.reason)
+        if self.grad_norm is not None:
+            lines.append(f"gradient norm {_format(self.grad_norm)}, weight norm {_format(self.weight_norm)}")
+        if self.update_ratio is not None:
+            lines.append(f"expected update-to-weight ratio per step {_format(self.update_ratio)} (healthy: near 1e-3)")
+        if self.lr is not None:
+            lines.append(f"learning rate {_format(self.lr)}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Report:
+    layers: list[LayerReport]
+    findings: list[RuntimeFinding]
+    notes: list[str]
+
+
+def classify(snapshot: dict[str, Any], previous: dict[str, Any] | None = None) -> Report:
+    """Classify every layer of `snapshot`, comparing with `previous` where one is given."""
+    optimizers = snapshot.get("optimizers") or []
+    groups = {(opt["index"], group["index"]): (opt, group) for opt in optimizers for group in opt["groups"]}
+    layer_types = {layer["name"]: layer for layer in snapshot.get("layers", [])}
+    previous_parameters = {p["name"]: p for p in (previous or {}).get("parameters", [])}
+    stepped = _optimizer_steps_between(previous, snapshot)
+    notes = list(snapshot.get("notes") or [])
+    findings: list[RuntimeFinding] = []
+
+    parameters = snapshot.get("parameters", [])
+    any_grad = any(p.get("hasGrad") for p in parameters if p.get("requiresGrad"))
+    layers: dict[str, LayerReport] = {}
+    for parameter in parameters:
+        layer_info = layer_types.get(parameter["layer"], {})
+        layer = layers.get(parameter["layer"])
+        if layer is None:
+            layer = LayerReport(parameter["layer"], layer_info.get("type", "?"), parameter.get("registered", True))
+            layers[parameter["layer"]] = layer
+        context = _ParameterContext(
+            parameter=parameter,
+            group=groups.get(tuple(parameter["group"])) if parameter.get("group") else None,
+            has_optimizer=bool(optimizers),
+            previous=previous_parameters.get(parameter["name"]),
+            stepped=stepped,
+            any_grad=any_grad,
+            before_normalization=_is_bias_before_normalization(parameter, layer_info),
+        )
+        status, reason = _classify_parameter(context)
+        layer.parameters.append(_parameter_json(parameter, status, context))
+        layer.raise_status(status, reason)
+
+    reports = list(layers.values())
+    for layer in reports:
+        _summarize_layer(layer, groups, layer_types.get(layer.name, {}))
+    _classify_ratios(reports, layer_types)
+    _classify_growth(reports, previous)
+
+    if (snapshot.get("model") or {}).get("training") is False:
+        notes.append(
+            "The model is in eval mode: dropout is off and BatchNorm uses its running statistics. "
+            "If this pause is inside the training loop, call model.train() at the start of each epoch."
+        )
+
+    if parameters and not any_grad and any(p.get("requiresGrad") for p in parameters):
+        notes.append(
+            "No trainable parameter has a gradient: either backward() has not run yet in this "
+            "iteration, or the gradients were cleared (zero_grad) after it. Pause on the line "
+            "after loss.backward() to see the gradients."
+        )
+
+    for layer in reports:
+        finding = _layer_finding(layer)
+        if finding is not None:
+            findings.append(finding)
+    order = {layer.name: position for position, layer in enumerate(reports)}
+    findings.sort(key=lambda finding: (STATUS_RANK.get(_status_of(finding.code), 99), order[finding.layer]))
+    return Report(reports, findings, notes)
+
+
+@dataclass
+class _ParameterContext:
+    parameter: dict[str, Any]
+    group: tuple[dict[str, Any], dict[str, Any]] | None
+    has_optimizer: bool
+    previous: dict[str, Any] | None
+    stepped: dict[tuple[int, int], bool]
+    any_grad: bool
+    before_normalization: bool
+
+
+def _classify_parameter(context: _ParameterContext) -> tuple[str, str]:
+    """Return the status of one parameter and the reason, in words."""
+    p = context.parameter
+    name = p["name"]
+    non_finite = _count(p, "weightNan") + _count(p, "weightInf") + _count(p, "gradNan") + _count(p, "gradInf")
+    if non_finite:
+        return "non-finite", _non_finite_reason(p)
+
+    if not p.get("requiresGrad"):
+        if context.previous is not None and _changed(context.previous.get("checksum"), p.get("checksum")):
+            return "frozen-but-changing", (
+                f"{name} has requires_grad=False but its value changed since the previous check"
+            )
+        return "frozen", f"{name} has requires_grad=False"
+
+    if context.has_optimizer and context.group is None:
+        return "not-in-optimizer", f"{name} requires grad but is in no parameter group of the optimizer"
+
+    if not p.get("hasGrad"):
+        if context.any_grad or not p.get("registered", True):
+            return "no-grad", f"{name}.grad is None although backward ran: the loss does not reach it"
+        return "ok", ""
+
+    if context.group is not None and _number(context.group[1].get("lr")) == 0:
+        return "zero-lr", f"{name} is in a parameter group with learning rate 0"
+
+    if _is_unchanged(context):
+        return "unchanged", (
+            f"{name} did not change since the previous check although it had a non-zero gradient "
+            "and the optimizer stepped in between"
+        )
+
+    if _number(p.get("gradNorm")) == 0 and not context.before_normalization:
+        return "zero-grad", f"the gradient of {name} is exactly zero"
+
+    return "ok", ""
+
+
+def _is_unchanged(context: _ParameterContext) -> bool:
+    previous = context.previous
+    if previous is None or context.group is None:
+        return False
+    if _changed(previous.get("checksum"), context.parameter.get("checksum")):
+        return False
+    if not previous.get("hasGrad") or not _number(previous.get("gradNorm")):
+        return False
+    if _number(context.group[1].get("lr")) in (None, 0):
+        return False
+
+    # An update below float32 resolution leaves the weights as they are: that is tiny-update.
+    ratio = _expected_update_ratio(previous, context.group)
+    if ratio is not None and ratio < TINY_UPDATE_RATIO:
+        return False
+    key = (context.group[0]["index"], context.group[1]["index"])
+    if context.stepped.get(key) is not None:
+        return context.stepped[key]
+    # The optimizer keeps no state, so look at the gradient. One that was set to None and
+    # computed again (a new .grad object) means the loop went through zero_grad(), step() and
+    # backward() since the previous check. Gradients accumulated in place prove nothing.
+    current = context.parameter
+    return current.get("gradNew") is True and _changed(previous.get("gradChecksum"), current.get("gradChecksum"))
+
+
+def _optimizer_steps_between(previous: dict[str, Any] | None, current: dict[str, Any]) -> dict[tuple[int, int], bool | None]:
+    """Return, per (optimizer, group), whether its state shows a step since the previous check.
+
+    None when the state cannot tell: SGD without momentum keeps none, and an optimizer that was
+    not in the previous check has nothing to compare with.
+    """
+    if previous is None:
+        return {}
+    before = {
+        (opt["index"], group["index"]): (opt["type"], group)
+        for opt in previous.get("optimizers") or []
+        for group in opt["groups"]
+    }
+    result: dict[tuple[int, int], bool | None] = {}
+    for opt in current.get("optimizers") or []:
+        for group in opt["groups"]:
+            key = (opt["index"], group["index"])
+            old = before.get(key)
+            if old is None or old[0] != opt["type"]:
+                result[key] = None
+                continue
+            old_group = old[1]
+            if group.get("step") is not None and old_group.get("step") is not None:
+                result[key] = group["step"] > old_group["step"]
+            elif group.get("stateNorm") is not None and old_group.get("stateNorm") is not None:
+                result[key] = group["stateNorm"] != old_group["stateNorm"]
+            elif group.get("stateNorm") is not None:
+                result[key] = True
+            elif _keeps_state(opt["type"], group):
+                # A stateful optimizer that has no state yet has never stepped.
+                result[key] = False
+            else:
+                result[key] = None
+    return result
+
+
+def _keeps_state(optimizer_type: str, group: dict[str, Any]) -> bool:
+    if optimizer_type in ADAM_FAMILY:
+        return True
+    return optimizer_type == "SGD" and bool(_number(group.get("momentum")))
+
+
+def _expected_update_ratio(parameter: dict[str, Any], group: tuple[dict[str, Any], dict[str, Any]] | None) -> float | None:
+    """Estimate |Δw| / |w| of one optimizer step for a parameter."""
+    step = _expected_step(parameter, group)
+    weight_norm = _number(parameter.get("weightNorm"))
+    if step is None or not weight_norm:
+        return None
+    return step / weight_norm
+
+
+def _expected_step(parameter: dict[str, Any], group: tuple[dict[str, Any], dict[str, Any]] | None) -> float | None:
+    """Estimate the norm |Δw| of one optimizer step for a parameter."""
+    if group is None:
+        return None
+    optimizer, values = group
+    lr = _number(values.get("lr"))
+    grad_norm = _number(parameter.get("gradNorm"))
+    if lr is None or grad_norm is None:
+        return None
+    if optimizer["type"] in ADAM_FAMILY:
+        # Adam's step is about lr per element, whatever the gradient's scale.
+        return lr * math.sqrt(parameter.get("numel") or 1) if grad_norm else 0.0
+    momentum = _number(values.get("momentum")) or 0.0
+    effective_lr = lr / (1 - momentum) if 0 <= momentum < 1 else lr
+    return effective_lr * grad_norm
+
+
+def _summarize_layer(layer: LayerReport, groups: dict, layer_info: dict[str, Any]) -> None:
+    """Set the layer's norms and expected update ratio from its trainable parameters with gradients."""
+    measured = [p for p in layer.parameters if p["gradNorm"] is not None and not p["exemptFromRatios"]]
+    weights = [p for p in layer.parameters if p["weightNorm"] is not None]
+    if weights:
+        layer.weight_norm = _combine(p["weightNorm"] for p in weights)
+    if measured:
+        layer.grad_norm = _combine(p["gradNorm"] for p in measured)
+        numel = sum(p["numel"] for p in measured) or 1
+        layer.mean_abs_grad = layer.grad_norm / math.sqrt(numel) if layer.grad_norm is not None else None
+        maxima = [p["maxAbsGrad"] for p in measured if isinstance(p["maxAbsGrad"], (int, float))]
+        layer.max_abs_grad = max(maxima) if maxima else None
+
+    if layer.status == "frozen" and any(p["requiresGrad"] for p in layer.parameters):
+        # GS920 is for a layer whose parameters are all frozen; a partly frozen one is fine.
+        layer.status, layer.reason = "ok", ""
+
+    learning_rates = [p["lr"] for p in layer.parameters if p["lr"] is not None]
+    layer.lr = max(learning_rates) if learning_rates else None
+    # Per-parameter ratios mislead for a near-zero bias, so combine the expected steps first.
+    steps = [p["expectedStep"] for p in measured if p["expectedStep"] is not None]
+    if steps and layer.weight_norm:
+        layer.update_ratio = math.sqrt(sum(step * step for step in steps)) / layer.weight_norm
+
+
+def _classify_ratios(layers: list[LayerReport], layer_types: dict) -> None:
+    """Mark layers whose gradients are tiny or huge for their weights, or whose update is tiny."""
+    ratios = {}
+    for layer in layers:
+        if layer.status != "ok" or layer.grad_norm is None or not layer.weight_norm:
+            continue
+        ratios[layer.name] = layer.grad_norm / layer.weight_norm
+    median = statistics.median(ratios.values()) if ratios else None
+
+    for layer in layers:
+        ratio = ratios.get(layer.name)
+        if ratio is None:
+            continue
+        if ratio > EXPLODING_RATIO:
+            layer.raise_status("exploding", (
+                f"the gradient norm {_format(layer.grad_norm)} is {_format(ratio)} times the weight "
+                f"norm {_format(layer.weight_norm)}"
+            ))
+        elif ratio < VANISHING_RATIO and median is not None and ratio < VANISHING_RELATIVE * median:
+            layer.raise_status("vanishing", (
+                f"the gradient norm {_format(layer.grad_norm)} is {_format(ratio)} of the weight norm, "
+                f"while the median layer has {_format(median)}"
+            ))
+        elif layer.update_ratio is not None and layer.update_ratio < TINY_UPDATE_RATIO:
+            layer.raise_status("tiny-update", (
+                f"one optimizer step changes the weights by about {_format(layer.update_ratio)} of their "
+                f"norm (learning rate {_format(layer.lr)}); healthy training is near 1e-3"
+            ))
+
+
+def _classify_growth(layers: list[LayerReport], previous: dict[str, Any] | None) -> None:
+    if previous is None:
+        return
+    before: dict[str, list[float]] = {}
+    for p in previous.get("parameters", []):
+        value = _number(p.get("gradNorm"))
+        if value is not None:
+            before.setdefault(p["layer"], []).append(value)
+    for layer in layers:
+        old_values = before.get(layer.name)
+        if not old_values or layer.grad_norm is None or not layer.weight_norm:
+            continue
+        old = math.sqrt(sum(value * value for value in old_values))
+        if old > 0 and layer.grad_norm > EXPLODING_GROWTH * old and layer.grad_norm > layer.weight_norm:
+            layer.raise_status("exploding", (
+                f"the gradient norm grew from {_format(old)} to {_format(layer.grad_norm)} since the "
+                "previous check"
+            ))
+
+
+def _layer_finding(layer: LayerReport) -> RuntimeFinding | None:
+    if layer.status == "ok":
+        return None
+    code = CODES[layer.status]
+    has_grad = any(p["hasGrad"] for p in layer.parameters)
+    if not layer.registered and layer.status == "not-in-optimizer" and has_grad:
+        code = UNREGISTERED_LEAF
+    return RuntimeFinding(code, SEVERITIES[layer.status], _message(layer, code), layer.name)
+
+
+def _message(layer: LayerReport, code: str) -> str:
+    advice = {
+        "GS901": "add it to the optimizer, e.g. build the optimizer from model.parameters() after creating every layer",
+        "GS914": "it is kept in a plain list, dict or attribute, so model.parameters() misses it and the "
+        "optimizer never updates it; use nn.ModuleList, nn.ModuleDict or nn.Parameter",
+        "GS902": "check that the layer's output reaches the loss without .detach(), .data, torch.no_grad() or "
+        "a non-differentiable operation",
+        "GS903": "no signal reaches the layer: look for dead ReLUs, a zero multiplier or a masked output",
+        "GS904": "the layer learns much slower than the others; consider normalization layers, residual "
+        "connections or a different initialization",
+        "GS905": "lower the learning rate or clip the gradient norm (torch.nn.utils.clip_grad_norm_)",
+        "GS906": "training has diverged; lower the learning rate, check the inputs and the loss for NaN, or "
+        "use gradient clipping",
+        "GS907": "set a learning rate above 0 for this parameter group, or check the scheduler",
+        "GS908": "the step does not apply the gradient: look for zero_grad() between backward() and step(), "
+        "or an optimizer built over other tensors",
+        "GS909": "raise the learning rate; typical values are 1e-4 to 1e-1",
+        "GS910": "a stale gradient or weight decay still moves it; set its .grad to None or leave it out of "
+        "the optimizer",
+        "GS920": "this is expected for a frozen backbone; otherwise set requires_grad=True",
+    }[code]
+    return f"{layer.display_name}: {layer.reason}; {advice}."
+
+
+def _parameter_json(p: dict[str, Any], status: str, context: _ParameterContext) -> dict[str, Any]:
+    group = context.group
+    lr = _number(group[1].get("lr")) if group is not None else None
+    exempt = context.before_normalization or not p.get("requiresGrad")
+    return {
+        "name": p["name"],
+        "shape": p.get("shape"),
+        "dtype": p.get("dtype"),
+        "device": p.get("device"),
+        "numel": p.get("numel") or 0,
+        "requiresGrad": p.get("requiresGrad"),
+        "hasGrad": p.get("hasGrad"),
+        "gradNorm": _number(p.get("gradNorm")) if p.get("hasGrad") else None,
+        "maxAbsGrad": _number(p.get("gradMaxAbs")),
+        "weightNorm": _number(p.get("weightNorm")),
+        "lr": lr,
+        "updateRatio": _expected_update_ratio(p, group) if p.get("hasGrad") else None,
+        "expectedStep": _expected_step(p, group) if p.get("hasGrad") else None,
+        "status": status,
+        "group": p.get("group"),
+        "local": p.get("local", False),
+        "registered": p.get("registered", True),
+        "exemptFromRatios": exempt,
+    }
+
+
+def _is_bias_before_normalization(parameter: dict[str, Any], layer_info: dict[str, Any]) -> bool:
+    """Return whether the parameter is a bias directly followed by a normalization layer.
+
+    Such a bias has a near-zero gradient by design, because the normalization removes any
+    constant shift of its input.
+    """
+    return parameter["name"].endswith("bias") and layer_info.get("next") in NORMALIZATION_TYPES
+
+
+def _non_finite_reason(p: dict[str, Any]) -> str:
+    parts = []
+    for kind, label in (("weight", "weight"), ("grad", "gradient")):
+        nan, inf = _count(p, kind + "Nan"), _count(p, kind + "Inf")
+        if nan or inf:
+            parts.append(f"its {label} has {nan} NaN and {inf} Inf values")
+    return f"{p['name']}: " + " and ".join(parts)
+
+
+def _combine(values) -> float | None:
+    numbers = [_number(value) for value in values]
+    if any(number is None for number in numbers):
+        return None
+    return math.sqrt(sum(number * number for number in numbers))
+
+
+def _count(p: dict[str, Any], key: str) -> int:
+    return int(p.get(key) or 0)
+
+
+def _number(value: Any) -> float | None:
+    """Return a float for a JSON number or the probe's "nan"/"inf" strings, None otherwise."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if value in ("nan", "inf", "-inf"):
+        return float(value)
+    return None
+
+
+def _changed(before: Any, after: Any) -> bool:
+    return before is not None and after is not None and before != after
+
+
+def _status_of(code: str) -> str:
+    for status, status_code in CODES.items():
+        if status_code == code:
+            return status
+    return "not-in-optimizer" if code == UNREGISTERED_LEAF else "ok"
+
+
+def _format(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3g}"

@@ -1,0 +1,69 @@
+"""Build the runtime report of one snapshot: classified layers, findings and source locations.
+
+Plain Python with no LSP in it; `gradsight.lsp.runtime_requests` turns the spans into LSP ranges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gradsight.runtime.classify import classify
+from gradsight.runtime.locate import LayerLocator, SourceSpan
+
+
+@dataclass
+class RuntimeReport:
+    """The JSON-ready report, with a `SourceSpan` (or None) where a location belongs."""
+
+    model: dict[str, Any]
+    layers: list[dict[str, Any]]
+    findings: list[dict[str, Any]]
+    notes: list[str]
+
+
+def build_report(
+    snapshot: dict[str, Any],
+    previous: dict[str, Any] | None,
+    sources: dict[str, str],
+    check_number: int = 1,
+    model_expression: str | None = None,
+) -> RuntimeReport:
+    """Classify `snapshot` against `previous` and locate its layers in `sources` (key: text)."""
+    result = classify(snapshot, previous)
+    model = dict(snapshot.get("model") or {})
+    names = list(model.get("names") or [])
+    if model_expression:
+        names.insert(0, model_expression)
+
+    locator = LayerLocator(sources)
+    spans = locator.locate(model.get("type", ""), names, [layer.name for layer in result.layers])
+
+    layers = []
+    for layer in result.layers:
+        entry = layer.to_json()
+        entry["location"] = spans.get(layer.name)
+        layers.append(entry)
+
+    findings = []
+    for finding in result.findings:
+        entry = finding.to_json()
+        entry["location"] = spans.get(finding.layer)
+        findings.append(entry)
+
+    summary = {
+        "type": model.get("type"),
+        "parameterCount": model.get("parameterCount"),
+        "trainableCount": model.get("trainableCount"),
+        "tensorCount": model.get("tensorCount"),
+        "devices": model.get("devices"),
+        "training": model.get("training"),
+        "optimizers": snapshot.get("optimizers") or [],
+        "distributed": snapshot.get("distributed"),
+        "check": check_number,
+        "probeMs": snapshot.get("elapsedMs"),
+    }
+    return RuntimeReport(model=summary, layers=layers, findings=findings, notes=result.notes)
+
+
+__all__ = ["RuntimeReport", "SourceSpan", "build_report"]
