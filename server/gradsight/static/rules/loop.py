@@ -161,9 +161,30 @@ def _check_missing_step(model: loops.TrainingModel, reporter: _Reporter, sequenc
 
 
 def _optimizer_in_scope(ctx: Context, root: ast.AST) -> bool:
-    """Tell whether a variable that looks like an optimizer is visible in the function (or module)."""
-    scopes = [ctx.model.scopes.get(root), ctx.model.module_scope]
-    return any(loops.looks_like_optimizer(name) for scope in scopes if scope is not None for name in scope.bindings)
+    """Tell whether an optimizer is visible where the loop runs.
+
+    Names in the loop's own function count when they look like an optimizer; names of the module count
+    only when they are assigned (an import of `torch.optim as optim` is no optimizer), and so do
+    `self.<name>` attributes of the enclosing class. A gradient check in one function of a long
+    test file must not be judged by an optimizer in another function.
+    """
+    own = ctx.model.scopes.get(root)
+    if own is not None and any(loops.looks_like_optimizer(name) for name in own.bindings):
+        return True
+    module_names = [
+        name
+        for name, bindings in ctx.model.module_scope.bindings.items()
+        if any(binding.kind == "assign" for binding in bindings)
+    ]
+    if any(loops.looks_like_optimizer(name) for name in module_names):
+        return True
+    owner = ctx.model.enclosing_class(root) if root is not ctx.tree else None
+    if owner is None:
+        return False
+    for node in ast.walk(owner):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and loops.looks_like_optimizer(node.attr):
+            return True
+    return False
 
 
 # GS404
@@ -179,9 +200,12 @@ def _check_cleared_before_step(model: loops.TrainingModel, reporter: _Reporter, 
         if backward_position is None:
             continue
         step_conditions = _conditions(sequence, step)
-        for zero in events[backward_position + 1 : position]:
+        between = events[backward_position + 1 : position]
+        for offset, zero in enumerate(between):
             if zero.kind != ZERO_GRAD or exclusive(zero, step) or exclusive(zero, events[backward_position]):
                 continue
+            if any(event.kind == STEP for event in between[:offset]):
+                continue  # A step used the gradients before this clear (one update per model, one after another).
             if not _conditions(sequence, zero) <= step_conditions:
                 continue  # The clearing runs only on some of the iterations that step.
             if model.clears(zero, step.target, single) is not True:
