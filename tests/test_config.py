@@ -139,3 +139,11 @@ def test_sarif_and_github_formats(tmp_path):
     assert lines[0].startswith("::error file=broken.py,line=1,col=7,title=gradsight::SyntaxError")
     assert lines[1].startswith("::warning file=train.py,line=2,col=31,endLine=2,endColumn=38,title=GS101 lr-too-small::learning rate 1e-9 ")
     assert github.returncode == 1
+
+
+def test_sarif_uri_is_percent_encoded(tmp_path):
+    (tmp_path / "odd dir").mkdir()
+    (tmp_path / "odd dir" / "a,b 100%.py").write_text(TINY_LR)
+    result = subprocess.run([*_gradsight(), "check", "--format", "sarif", "odd dir"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    location = json.loads(result.stdout)["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"]["uri"] == "odd%20dir/a%2Cb%20100%25.py"

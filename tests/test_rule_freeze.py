@@ -80,7 +80,25 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     assert finding.related[0].span.line == 9
 
 
-def test_freeze_after_optimizer_is_warning():
+def test_freeze_after_training_started_is_warning():
+    source = PRELUDE + """
+model = resnet18(weights=None)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+for epoch in range(10):
+    optimizer.zero_grad()
+    model(torch.randn(2, 3, 224, 224)).sum().backward()
+    optimizer.step()
+    if epoch == 5:
+        for p in model.layer1.parameters():
+            p.requires_grad = False
+"""
+    findings = [f for f in findings_of(source) if f.code == "GS201"]
+    assert [(f.severity.label, f.span.line) for f in findings] == [("warning", 15)]
+    assert "after the optimizer (line 8)" in findings[0].message
+
+
+def test_freeze_right_after_optimizer_is_information():
+    # Before any backward() the frozen parameters have no gradient, and optimizers skip those.
     source = PRELUDE + """
 model = resnet18(weights=None)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -88,8 +106,7 @@ for p in model.layer1.parameters():
     p.requires_grad = False
 """
     (finding,) = findings_of(source)
-    assert (finding.code, finding.severity.label, finding.span.line) == ("GS201", "warning", 10)
-    assert "after the optimizer (line 8)" in finding.message
+    assert (finding.code, finding.severity.label, finding.span.line) == ("GS201", "information", 10)
 
 
 @pytest.mark.parametrize(

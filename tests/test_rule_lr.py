@@ -262,3 +262,19 @@ def test_lr_config_value_named_as_written():
     (finding,) = findings_of(source)
     assert "(`cfg['optimizer']['lr']`, line 4)" in finding.message
     assert finding.related[0].span.line == 4
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        # Every group sets its lr, so the optimizer-wide default of 0 is never used (3D Gaussian Splatting).
+        ("w = torch.nn.Parameter(torch.zeros(3))\nopt = torch.optim.Adam([{'params': [w], 'lr': 1.6e-4}], lr=0.0, eps=1e-15)", []),
+        # A group with lr 0 beside a group that trains: a deliberate freeze.
+        ("opt = torch.optim.SGD([{'params': model.weight, 'lr': 0.01}, {'params': model.bias, 'lr': 0.0}])", []),
+        ("opt = torch.optim.SGD([{'params': model.weight, 'lr': 0.0}, {'params': model.bias, 'lr': 0.0}], lr=0.1)", ["GS101", "GS101"]),
+        # SGD at lr 5 with gradient clipping, as the PyTorch transformer tutorial trains.
+        ("opt = torch.optim.SGD(model.parameters(), lr=5.0)\ntorch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)", []),
+    ],
+)
+def test_lr_parameter_groups_and_clipping(source, expected):
+    assert codes_of(HEADER + source) == expected

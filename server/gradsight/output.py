@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 from collections import Counter
 from pathlib import Path
 from typing import TextIO
@@ -124,7 +125,8 @@ def _sarif_rule(code: str) -> dict:
 def _sarif_location(path: Path, line: int, column: int, end_line: int, end_column: int) -> dict:
     return {
         "physicalLocation": {
-            "artifactLocation": {"uri": path.as_posix()},
+            # SARIF wants a URI reference: spaces, commas and % in file names are percent-encoded.
+            "artifactLocation": {"uri": quote(path.as_posix())},
             "region": {"startLine": line, "startColumn": column, "endLine": end_line, "endColumn": end_column},
         }
     }

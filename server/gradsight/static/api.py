@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gradsight.config import DEFAULT_SETTINGS, Settings
 from gradsight.findings import CheckResult, Finding, SourceError
+from gradsight.static import incremental
 from gradsight.static import rules  # noqa: F401  (importing the package registers every rule)
 from gradsight.static.context import Context
 from gradsight.static.registry import FILE_HANDLERS, NODE_HANDLERS
@@ -49,7 +50,7 @@ def check_source(
     if ignore is not None:
         settings = dataclasses.replace(settings, ignore=tuple(ignore))
     try:
-        tree = ast.parse(source, type_comments=False)
+        tree = incremental.parse(source)
     except SyntaxError as error:
         return CheckResult(error=_syntax_error(error))
     except ValueError as error:  # NUL bytes in the source
@@ -150,9 +151,19 @@ def _with_severity(finding: Finding, settings: Settings) -> Finding:
 
 def _run_rules(source: str, tree: ast.Module, settings: Settings) -> list[Finding]:
     ctx = Context(source, tree, settings)
+    handlers_of = NODE_HANDLERS.get
     for node in [tree, *ctx.model.nodes]:
-        for handler in NODE_HANDLERS.get(type(node), ()):
-            _call_safely(handler, ctx, node)
+        handlers = handlers_of(type(node))
+        if not handlers:
+            continue
+        # _call_safely inlined: this loop calls a handler for most nodes of the file.
+        for handler in handlers:
+            try:
+                handler(ctx, node)
+            except RecursionError:
+                raise
+            except Exception:
+                _log_failure(handler, node)
     for file_handler in FILE_HANDLERS:
         _call_safely(file_handler, ctx)
     return ctx.findings
@@ -165,9 +176,12 @@ def _call_safely(handler, *arguments) -> None:
     except RecursionError:
         raise
     except Exception:
-        node = arguments[1] if len(arguments) > 1 else None
-        line = getattr(node, "lineno", "?")
-        logger.exception("rule handler %s failed near line %s", getattr(handler, "__qualname__", handler), line)
+        _log_failure(handler, arguments[1] if len(arguments) > 1 else None)
+
+
+def _log_failure(handler, node: ast.AST | None) -> None:
+    line = getattr(node, "lineno", "?")
+    logger.exception("rule handler %s failed near line %s", getattr(handler, "__qualname__", handler), line)
 
 
 def _syntax_error(error: SyntaxError) -> SourceError:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from gradsight.static import torch_api
 from gradsight.static.kinds import PARAMETER_ITERATORS, KindInference
-from gradsight.static.semantic import Binding, SemanticModel
+from gradsight.static.semantic import Binding, SemanticModel, child_fields, child_nodes, walk
 from gradsight.static.values import ValueResolver
 
 if TYPE_CHECKING:
@@ -96,6 +96,8 @@ _SHAPE_METHODS = frozenset(
         "type_as", "expand", "expand_as",
     }
 )
+# Node types that `ValueFlow._index_scope` never records, skipped before its type tests.
+_IGNORED_BY_INDEX = frozenset({ast.Load, ast.Store, ast.Del, ast.Constant, ast.Attribute, ast.keyword, ast.arguments, ast.arg, ast.Expr})
 _LIBRARIES_BACKWARD = ("accelerate.", "lightning.", "pytorch_lightning.", "deepspeed.", "lightning_fabric.")
 _BACKWARD_RECEIVERS = frozenset({"accelerator", "fabric", "engine", "model_engine", "trainer"})
 
@@ -355,11 +357,14 @@ class ValueFlow:
         loads: dict[str, list[ast.Name]] = {}
         additions: dict[str, list[ast.expr]] = {}
         returned: set[str] = set()
-        for node in _walk_scope(scope_node):
-            if isinstance(node, ast.Name):
+        for node in _scope_nodes(scope_node):
+            node_type = type(node)
+            if node_type in _IGNORED_BY_INDEX:
+                continue
+            if node_type is ast.Name:
                 if isinstance(node.ctx, ast.Load):
                     loads.setdefault(node.id, []).append(node)
-            elif isinstance(node, ast.Call):
+            elif node_type is ast.Call:
                 func = node.func
                 if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.attr in _LIST_MUTATORS and node.args:
                     additions.setdefault(func.value.id, []).append(node.args[-1])
@@ -623,7 +628,7 @@ class ValueFlow:
         """Return the values assigned to `self.<name>` in a class's methods, by attribute name."""
         if node not in self._class_attributes:
             found: dict[str, list[ast.expr]] = {}
-            for statement in ast.walk(node):
+            for statement in walk(node):
                 if isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None:
                     targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
                     for target in targets:
@@ -1184,15 +1189,32 @@ def _method(node: ast.ClassDef, name: str) -> ast.FunctionDef | ast.AsyncFunctio
     return found
 
 
-def _walk_scope(scope_node: ast.AST) -> Iterator[ast.AST]:
-    """Yield the nodes of a function or module body, without descending into nested functions or classes."""
-    stack = list(ast.iter_child_nodes(scope_node))
+_NESTED_SCOPES = frozenset({ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda})
+
+
+def _scope_nodes(scope_node: ast.AST) -> list[ast.AST]:
+    """Return the nodes of a function or module body in `_walk_scope` order, without nested functions' or classes' insides."""
+    found = []
+    stack = child_nodes(scope_node)
     while stack:
         node = stack.pop()
-        yield node
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+        found.append(node)
+        node_type = type(node)
+        if node_type in _NESTED_SCOPES:
             continue
-        stack.extend(ast.iter_child_nodes(node))
+        # child_nodes(node) inlined: this loop runs for every node of most functions.
+        for name in child_fields(node_type):
+            value = getattr(node, name, None)
+            if isinstance(value, ast.AST):
+                stack.append(value)
+            elif isinstance(value, list):
+                stack.extend([item for item in value if isinstance(item, ast.AST)])
+    return found
+
+
+def _walk_scope(scope_node: ast.AST) -> Iterator[ast.AST]:
+    """Yield the nodes of a function or module body, without descending into nested functions or classes."""
+    yield from _scope_nodes(scope_node)
 
 
 method = _method

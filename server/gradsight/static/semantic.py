@@ -193,25 +193,44 @@ class _BindingCollector(ast.NodeVisitor):
 
     def collect(self, node: ast.AST, scope: Scope) -> None:
         self.scope = scope
-        for child in ast.iter_child_nodes(node):
-            self.model.parents[child] = node
-            self.visit(child)
+        self.generic_visit(node)
 
     def visit(self, node: ast.AST) -> None:
         # Index every node by type (and calls by name) during this walk, so rules need no walk of their own.
-        self.model.nodes.append(node)
-        self.model.nodes_by_type.setdefault(type(node), []).append(node)
-        if isinstance(node, ast.Call):
-            func = node.func
+        # This runs for every node of the file, hence the dictionary dispatch in place of NodeVisitor's getattr.
+        model = self.model
+        model.nodes.append(node)
+        node_type = type(node)
+        same_type = model.nodes_by_type.get(node_type)
+        if same_type is None:
+            model.nodes_by_type[node_type] = [node]
+        else:
+            same_type.append(node)
+        if node_type is ast.Call:
+            func = node.func  # type: ignore[attr-defined]
             name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
             if name is not None:
-                self.model.calls_by_name.setdefault(name, []).append(node)
-        super().visit(node)
+                model.calls_by_name.setdefault(name, []).append(node)  # type: ignore[arg-type]
+        visitor = _VISITORS.get(node_type)
+        if visitor is None:
+            self.generic_visit(node)
+        else:
+            visitor(self, node)
 
     def generic_visit(self, node: ast.AST) -> None:
-        for child in ast.iter_child_nodes(node):
-            self.model.parents[child] = node
-            self.visit(child)
+        # The children of ast.iter_child_nodes, in its order, without its two nested generators.
+        parents = self.model.parents
+        visit = self.visit
+        for name in child_fields(type(node)):
+            value = getattr(node, name, None)
+            if isinstance(value, ast.AST):
+                parents[value] = node
+                visit(value)
+            elif isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        parents[item] = node
+                        visit(item)
 
     def _bind(self, name: str, kind: str, node: ast.AST, **details) -> None:
         scope = self.model.module_scope if name in self.scope.global_names else self.scope
@@ -409,3 +428,55 @@ class _BindingCollector(ast.NodeVisitor):
         if node.rest:
             self._bind(node.rest, "other", node)
         self.generic_visit(node)
+
+
+# Visitor methods by node type, for the dispatch in _BindingCollector.visit.
+_VISITORS = {
+    getattr(ast, name[len("visit_") :]): method
+    for name, method in vars(_BindingCollector).items()
+    if name.startswith("visit_") and hasattr(ast, name[len("visit_") :])
+}
+
+# Fields that never hold a node (names, flags and numbers), skipped when listing a node's children.
+_SCALAR_FIELDS = frozenset({"id", "attr", "arg", "asname", "module", "level", "kind", "type_comment", "is_async", "simple", "conversion", "tag"})
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def child_fields(node_type: type) -> tuple[str, ...]:
+    """Return the fields of a node type that may hold child nodes, in `_fields` order."""
+    fields = _CHILD_FIELDS.get(node_type)
+    if fields is None:
+        if node_type is ast.Constant:
+            fields = ()  # its value is a Python object, never a node
+        else:
+            fields = tuple(name for name in node_type._fields if name not in _SCALAR_FIELDS)
+        _CHILD_FIELDS[node_type] = fields
+    return fields
+
+
+def child_nodes(node: ast.AST) -> list[ast.AST]:
+    """Return the direct children of `node` in the order of `ast.iter_child_nodes`, as a list (faster than its generator)."""
+    children: list[ast.AST] = []
+    for name in child_fields(type(node)):
+        value = getattr(node, name, None)
+        if isinstance(value, ast.AST):
+            children.append(value)
+        elif isinstance(value, list):
+            children.extend([item for item in value if isinstance(item, ast.AST)])
+    return children
+
+
+def walk(node: ast.AST) -> list[ast.AST]:
+    """Return `node` and its descendants in the order of `ast.walk` (breadth first), as a list."""
+    found = [node]
+    position = 0
+    while position < len(found):
+        current = found[position]
+        position += 1
+        for name in child_fields(type(current)):
+            value = getattr(current, name, None)
+            if isinstance(value, ast.AST):
+                found.append(value)
+            elif isinstance(value, list):
+                found.extend([item for item in value if isinstance(item, ast.AST)])
+    return found

@@ -157,6 +157,11 @@ PARAMETER_FREE_MODULES = frozenset(
         "ZeroPad3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d", "ReflectionPad1d", "ReflectionPad2d",
         "ReflectionPad3d", "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d",
         "CircularPad2d", "CircularPad3d", "Fold", "Unfold", "CosineSimilarity", "PairwiseDistance", "LocalResponseNorm",
+        # Loss modules hold no parameters (a class weight, where given, is a buffer).
+        "L1Loss", "MSELoss", "CrossEntropyLoss", "CTCLoss", "NLLLoss", "PoissonNLLLoss", "GaussianNLLLoss", "KLDivLoss",
+        "BCELoss", "BCEWithLogitsLoss", "MarginRankingLoss", "HingeEmbeddingLoss", "MultiLabelMarginLoss", "HuberLoss",
+        "SmoothL1Loss", "SoftMarginLoss", "MultiLabelSoftMarginLoss", "CosineEmbeddingLoss", "MultiMarginLoss",
+        "TripletMarginLoss", "TripletMarginWithDistanceLoss",
     )
 )
 # Normalization layers that have no parameters when built with `affine=False` / `elementwise_affine=False`.

@@ -12,7 +12,7 @@ import ast
 import math
 from dataclasses import dataclass
 
-from gradsight.static.semantic import Binding, SemanticModel
+from gradsight.static.semantic import Binding, SemanticModel, walk
 
 _MAX_DEPTH = 30
 _ARITHMETIC = {
@@ -372,7 +372,7 @@ class ValueResolver:
             raise _Unresolved
         values = [
             node.value
-            for node in ast.walk(owner)
+            for node in walk(owner)
             if isinstance(node, (ast.Assign, ast.AnnAssign))
             and node.value is not None
             and any(_is_self_attribute(target, expr.attr) for target in _assign_targets(node))
@@ -389,7 +389,7 @@ class ValueResolver:
             raise _Unresolved
         saves = [
             node
-            for node in ast.walk(owner)
+            for node in walk(owner)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "save_hyperparameters"
         ]
         init = next((node for node in owner.body if isinstance(node, ast.FunctionDef) and node.name == "__init__"), None)

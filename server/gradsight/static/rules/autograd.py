@@ -34,6 +34,7 @@ from gradsight.static import torch_api
 from gradsight.static.flow import flow_of, short_text, source_segment
 from gradsight.static.kinds import PARAMETER_ITERATORS
 from gradsight.static.registry import after_walk, on
+from gradsight.static.semantic import walk
 
 if TYPE_CHECKING:
     from gradsight.static.context import Context
@@ -356,7 +357,7 @@ def _requires_grad_reads(ctx: Context) -> set[str]:
     if "GS206 reads" not in ctx.state:
         ctx.state["GS206 reads"] = {
             ast.unparse(node.value)
-            for node in ast.walk(ctx.tree)
+            for node in walk(ctx.tree)
             if isinstance(node, ast.Attribute) and node.attr == "requires_grad" and isinstance(node.ctx, ast.Load)
         }
     return ctx.state["GS206 reads"]
@@ -434,7 +435,9 @@ def _optimizer_left_untrained(
             continue
         if not any(event.module.overlaps(module) for module in optimizer.modules):
             continue
-        if _comes_after(ctx, event.node, optimizer.call):
+        if _comes_after(ctx, event.node, optimizer.call) and _backward_between(ctx, optimizer.call, event.node):
+            # Frozen after training started: momentum and weight decay state exist. A freeze right after
+            # building the optimizer, before any backward(), leaves the gradients None, which optimizers skip.
             return optimizer
         covered = all(
             any(other.whole_module and other.module is not None and other.module.contains(module) for other in freezes)
@@ -443,6 +446,20 @@ def _optimizer_left_untrained(
         if covered and event.whole_module:
             return optimizer
     return None
+
+
+def _backward_between(ctx: Context, start: ast.AST, end: ast.AST) -> bool:
+    """Tell whether a backward() call sits between two nodes of the same function, or in a loop around `end`."""
+    function = ctx.model.enclosing_function(end)
+    loops = [a for a in ctx.model.ancestors(end) if isinstance(a, (ast.For, ast.While, ast.AsyncFor))]
+    for call in ctx.model.calls_named("backward"):
+        if ctx.model.enclosing_function(call) is not function:
+            continue
+        if (start.lineno, start.col_offset) < (call.lineno, call.col_offset) < (end.lineno, end.col_offset):  # type: ignore[attr-defined]
+            return True
+        if any(call in set(ast.walk(loop)) for loop in loops):
+            return True
+    return False
 
 
 def _comes_before(ctx: Context, node: ast.AST, other: ast.AST) -> bool:
@@ -762,7 +779,7 @@ def _managed_attributes(ctx: Context, owner: ast.ClassDef) -> set[str]:
     if owner in cache:
         return cache[owner]
     managed = set()
-    for node in ast.walk(owner):
+    for node in walk(owner):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         method = node.func.attr

@@ -206,6 +206,8 @@ def _check_cleared_before_step(model: loops.TrainingModel, reporter: _Reporter, 
                 continue
             if any(event.kind == STEP for event in between[:offset]):
                 continue  # A step used the gradients before this clear (one update per model, one after another).
+            if any(event.kind == GRADIENTS for event in between[offset + 1 :]):
+                continue  # `p.grad = g` fills the gradients again before the step (PCGrad-style gradient surgery).
             if not _conditions(sequence, zero) <= step_conditions:
                 continue  # The clearing runs only on some of the iterations that step.
             if model.clears(zero, step.target, single) is not True:

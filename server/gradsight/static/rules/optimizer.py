@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from gradsight.findings import Fix
 from gradsight.static import loops, torch_api
 from gradsight.static.registry import after_walk, on
+from gradsight.static.semantic import walk
 from gradsight.static.values import Resolved
 
 if TYPE_CHECKING:
@@ -146,16 +147,26 @@ def _learning_rates(ctx: Context, call: ast.Call) -> list[tuple[ast.AST, Resolve
             found.append((lr_node, resolved, None))
 
     params = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "params"), None)
+    groups: list[tuple[ast.AST, Resolved, int]] = []
+    every_group_sets_lr = isinstance(params, (ast.List, ast.Tuple)) and bool(params.elts)
     if isinstance(params, (ast.List, ast.Tuple)):
         for index, group in enumerate(params.elts):
             if not isinstance(group, ast.Dict):
+                every_group_sets_lr = False
                 continue
-            for key, value in zip(group.keys, group.values):
-                if isinstance(key, ast.Constant) and key.value == "lr":
-                    resolved = ctx.values.number(value)
-                    if resolved is not None:
-                        found.append((value, resolved, index))
-    return found
+            lr_values = [value for key, value in zip(group.keys, group.values) if isinstance(key, ast.Constant) and key.value == "lr"]
+            if not lr_values:
+                every_group_sets_lr = False
+            for value in lr_values:
+                resolved = ctx.values.number(value)
+                if resolved is not None:
+                    groups.append((value, resolved, index))
+    if every_group_sets_lr:
+        found = []  # The optimizer-wide default is never used when every group sets its own lr.
+    # A group with lr 0 beside groups that train is a deliberate freeze of that group.
+    if any(float(r.value) > ctx.thresholds.lr_min for _, r, _ in groups):  # type: ignore[arg-type]
+        groups = [item for item in groups if float(item[1].value) != 0]  # type: ignore[arg-type]
+    return found + groups
 
 
 def _check_learning_rate(
@@ -205,8 +216,11 @@ def _check_learning_rate(
             related=related,
         )
         return
-    if warmed_up:
-        return  # Large peak learning rates with warmup (large-batch SGD) are a known recipe.
+    if warmed_up or (optimizer.qualname in torch_api.SGD_FAMILY and _clips_gradients(ctx)):
+        # Large peak learning rates with warmup (large-batch SGD) are a known recipe. Clipping bounds an SGD
+        # step (the PyTorch transformer tutorial trains with SGD at lr 5 and clip_grad_norm_ 0.5), but not an
+        # Adam step, which is normalised by the gradient's own scale.
+        return
 
     if optimizer.qualname in torch_api.SGD_FAMILY:
         limit: float | None = thresholds.sgd_lr_max
@@ -225,12 +239,19 @@ def _check_learning_rate(
         )
 
 
+def _clips_gradients(ctx: Context) -> bool:
+    return any(ctx.model.calls_named(name) for name in ("clip_grad_norm_", "clip_grad_value_", "clip_gradients"))
+
+
 def _typical_range(qualname: str) -> str:
     name = qualname.rsplit(".", 1)[-1]
     if qualname in torch_api.SGD_FAMILY:
         return f"typical values for {name} are 1e-3 to 1e-1"
     if qualname in torch_api.ADAM_FAMILY:
-        return f"typical values for {name} are 1e-5 to 1e-3 (down to about 1e-6 when fine-tuning large pretrained models)"
+        return (
+            f"typical values for {name} are 1e-5 to 1e-3 (lower when fine-tuning large pretrained models: if this value "
+            "is intended, lower `lr-min` under [tool.gradsight.thresholds])"
+        )
     return "typical values are 1e-5 to 1e-1 depending on the optimizer"
 
 
@@ -295,7 +316,7 @@ def _first_consuming_use(ctx: Context, binding, name: str, optimizer_call: ast.C
     function = ctx.model.enclosing_function(binding.node)
     scope_node = function if function is not None else ctx.tree
     uses = []
-    for node in ast.walk(scope_node):
+    for node in walk(scope_node):
         if not (isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load)):
             continue
         if not start < (node.lineno, node.col_offset) < end:

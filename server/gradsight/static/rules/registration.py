@@ -21,6 +21,7 @@ from gradsight.findings import Fix, Severity
 from gradsight.static import torch_api
 from gradsight.static.flow import flow_of, short_text, source_segment
 from gradsight.static.registry import after_walk, on
+from gradsight.static.semantic import walk
 
 if TYPE_CHECKING:
     from gradsight.static.context import Context
@@ -53,7 +54,7 @@ def _attributes(ctx: Context, owner: ast.ClassDef) -> tuple[dict[str, _Attribute
     def entry(name: str) -> _Attribute:
         return found.setdefault(name, _Attribute())
 
-    for node in ast.walk(owner):
+    for node in walk(owner):
         if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
@@ -447,8 +448,23 @@ def _builds_parameters(ctx: Context, call: ast.Call, qualname: str | None) -> bo
 def _is_lazy_initialisation(ctx: Context, call: ast.Call) -> bool:
     """Tell whether the layer is stored on `self` under a condition (`if self.fc is None: self.fc = ...`)."""
     parent = ctx.model.parent(call)
-    if not (isinstance(parent, ast.Assign) and any(_self_name(t) for t in parent.targets)):
+    # `nn.Linear(...).to(x.device)`: the layer is moved before it is stored.
+    while isinstance(parent, ast.Attribute) and isinstance(ctx.model.parent(parent), ast.Call):
+        parent = ctx.model.parent(ctx.model.parent(parent))
+    if not isinstance(parent, ast.Assign):
         return False
+    if not any(_self_name(t) for t in parent.targets):
+        # `layer = nn.Linear(...)` then `self.layer = layer` under the same condition.
+        names = {t.id for t in parent.targets if isinstance(t, ast.Name)}
+        block = ctx.model.parent(parent)
+        stored = any(
+            isinstance(node, ast.Assign)
+            and any(isinstance(part, ast.Name) and part.id in names for part in ast.walk(node.value))
+            and any(_self_name(t) for t in node.targets)
+            for node in (ast.walk(block) if block is not None else ())
+        )
+        if not stored:
+            return False
     for ancestor in ctx.model.ancestors(parent):
         if isinstance(ancestor, (ast.FunctionDef, ast.AsyncFunctionDef)):
             return False
