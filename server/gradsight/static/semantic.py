@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 ScopeNode = ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
 
+# qualname() gives up after following this many names and attributes (alias cycles such as `a = b; b = a`).
+_MAX_QUALNAME_DEPTH = 20
 # Submodules whose classes torch re-exports one level up: `torch.optim.sgd.SGD` is `torch.optim.SGD`.
 _REEXPORTING_PACKAGES = ("torch.optim.", "torch.nn.modules.", "torchvision.transforms.", "torchvision.models.")
 
@@ -89,6 +91,10 @@ class SemanticModel:
         # qualname() of expressions, memoised: many rules ask about the same call.
         self._qualnames: dict[ast.AST, str | None] = {}
         self._scope_of: dict[ast.AST, Scope] = {}
+        self._subtrees: dict[ast.AST, list[ast.AST]] = {}
+        # qualname() of a name per (scope, name), with how many levels deeper its aliases led.
+        self._name_qualnames: dict[tuple[Scope, str], tuple[str | None, int]] = {}
+        self._deepest = 0  # the deepest level the current qualname() call reached
         _BindingCollector(self).collect(tree, self.module_scope)
 
     # Structure
@@ -99,6 +105,16 @@ class SemanticModel:
 
     def nodes_of(self, node_type: type[ast.AST]) -> list[ast.AST]:
         return self.nodes_by_type.get(node_type, [])
+
+    def subtree(self, node: ast.AST) -> list[ast.AST]:
+        """Return `node` and its descendants in `ast.walk` order.
+
+        The list is memoised because several rules walk each class, so callers must not modify it.
+        """
+        found = self._subtrees.get(node)
+        if found is None:
+            found = self._subtrees[node] = walk(node)
+        return found
 
     def parent(self, node: ast.AST) -> ast.AST | None:
         return self.parents.get(node)
@@ -112,14 +128,24 @@ class SemanticModel:
     def scope_of(self, node: ast.AST) -> Scope:
         """Return the innermost scope whose body contains `node`."""
         found = self._scope_of.get(node)
-        if found is None:
-            found = self.module_scope
-            for ancestor in self.ancestors(node):
-                scope = self.scopes.get(ancestor)
-                if scope is not None:
-                    found = scope
-                    break
-            self._scope_of[node] = found
+        if found is not None:
+            return found
+        # Walk up to the nearest scope node, or to an ancestor whose scope is already known, and
+        # remember the answer for every node on the way: their scope is the same.
+        path = [node]
+        found = self.module_scope
+        current = self.parents.get(node)
+        while current is not None:
+            scope = self.scopes.get(current)
+            if scope is None:
+                scope = self._scope_of.get(current)
+            if scope is not None:
+                found = scope
+                break
+            path.append(current)
+            current = self.parents.get(current)
+        for visited in path:
+            self._scope_of[visited] = found
         return found
 
     def enclosing_function(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
@@ -156,28 +182,51 @@ class SemanticModel:
         Follows `import x as y`, `from x import y` and plain aliases (`Optim = torch.optim.SGD`).
         Returns None for anything that is not an imported name or an attribute of one.
         """
-        if _depth > 20:
+        if _depth > _MAX_QUALNAME_DEPTH:
+            self._deepest = _depth
             return None
         if _depth == 0:
             if expr not in self._qualnames:
+                self._deepest = 0
                 self._qualnames[expr] = self.qualname(expr, 1)
             return self._qualnames[expr]
+        if _depth > self._deepest:
+            self._deepest = _depth
         if isinstance(expr, ast.Name):
-            bindings = self.lookup(expr.id, expr)
-            if bindings and all(b.kind == "import" and b.qualname == bindings[0].qualname for b in bindings):
-                return bindings[0].qualname  # The same import repeated, e.g. at the top and inside a function.
-            if len(bindings) != 1:
-                return None
-            binding = bindings[0]
-            if binding.kind == "assign" and binding.value is not None and not binding.index:
-                if isinstance(binding.value, (ast.Name, ast.Attribute)):
-                    return self.qualname(binding.value, _depth + 1)
-            return None
+            return self._name_qualname(expr, _depth)
         if isinstance(expr, ast.Attribute):
             base = self.qualname(expr.value, _depth + 1)
             if base is None:
                 return None
             return canonical_qualname(f"{base}.{expr.attr}")
+        return None
+
+    def _name_qualname(self, expr: ast.Name, _depth: int) -> str | None:
+        # A name's qualname depends only on its scope, so every use of the name there shares it. The
+        # result is reused only where following the same aliases again stays within the depth limit.
+        key = (self.scope_of(expr), expr.id)
+        cached = self._name_qualnames.get(key)
+        if cached is not None and _depth + cached[1] <= _MAX_QUALNAME_DEPTH:
+            self._deepest = max(self._deepest, _depth + cached[1])
+            return cached[0]
+        outer_deepest = self._deepest
+        self._deepest = _depth
+        result = self._resolve_name(expr, _depth)
+        if self._deepest <= _MAX_QUALNAME_DEPTH:
+            self._name_qualnames[key] = (result, self._deepest - _depth)
+        self._deepest = max(outer_deepest, self._deepest)
+        return result
+
+    def _resolve_name(self, expr: ast.Name, _depth: int) -> str | None:
+        bindings = self.lookup(expr.id, expr)
+        if bindings and all(b.kind == "import" and b.qualname == bindings[0].qualname for b in bindings):
+            return bindings[0].qualname  # The same import repeated, e.g. at the top and inside a function.
+        if len(bindings) != 1:
+            return None
+        binding = bindings[0]
+        if binding.kind == "assign" and binding.value is not None and not binding.index:
+            if isinstance(binding.value, (ast.Name, ast.Attribute)):
+                return self.qualname(binding.value, _depth + 1)
         return None
 
     def call_qualname(self, call: ast.Call) -> str | None:
@@ -219,18 +268,31 @@ class _BindingCollector(ast.NodeVisitor):
 
     def generic_visit(self, node: ast.AST) -> None:
         # The children of ast.iter_child_nodes, in its order, without its two nested generators.
-        parents = self.model.parents
-        visit = self.visit
+        model = self.model
+        parents = model.parents
         for name in child_fields(type(node)):
             value = getattr(node, name, None)
             if isinstance(value, ast.AST):
-                parents[value] = node
-                visit(value)
+                children: list[ast.AST] | tuple[ast.AST] = (value,)
             elif isinstance(value, list):
-                for item in value:
-                    if isinstance(item, ast.AST):
-                        parents[item] = node
-                        visit(item)
+                children = value
+            else:
+                continue
+            for child in children:
+                if not isinstance(child, ast.AST):
+                    continue
+                parents[child] = node
+                child_type = type(child)
+                if child_type not in _LEAF_TYPES:
+                    self.visit(child)
+                    continue
+                # What visit() does for a node without children (Load, Store, Constant, operators), inlined.
+                model.nodes.append(child)
+                same_type = model.nodes_by_type.get(child_type)
+                if same_type is None:
+                    model.nodes_by_type[child_type] = [child]
+                else:
+                    same_type.append(child)
 
     def _bind(self, name: str, kind: str, node: ast.AST, **details) -> None:
         scope = self.model.module_scope if name in self.scope.global_names else self.scope
@@ -480,3 +542,15 @@ def walk(node: ast.AST) -> list[ast.AST]:
             elif isinstance(value, list):
                 found.extend([item for item in value if isinstance(item, ast.AST)])
     return found
+
+
+# Node types without children, own visitor or call index entry, indexed by _BindingCollector without a visit() call.
+_LEAF_TYPES = frozenset(
+    node_type
+    for node_type in vars(ast).values()
+    if isinstance(node_type, type)
+    and issubclass(node_type, ast.AST)
+    and node_type is not ast.Call
+    and node_type not in _VISITORS
+    and not child_fields(node_type)
+)

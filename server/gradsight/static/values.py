@@ -12,7 +12,7 @@ import ast
 import math
 from dataclasses import dataclass
 
-from gradsight.static.semantic import Binding, SemanticModel, walk
+from gradsight.static.semantic import Binding, SemanticModel
 
 _MAX_DEPTH = 30
 _ARITHMETIC = {
@@ -48,6 +48,7 @@ class ValueResolver:
     def __init__(self, model: SemanticModel) -> None:
         self.model = model
         self._argument_calls: list[ast.Call] | None = None
+        self._arguments_by_dest: dict[str | None, list[ast.Call]] | None = None
         self._mutations: set[tuple[str, str]] | None = None
         self._active: set[int] = set()
         self._binding_values: dict[int, Resolved | None] = {}
@@ -338,9 +339,7 @@ class ValueResolver:
                     value = self._resolve(keyword.value, depth + 1)
                     return Resolved(value.value, value.origin, f"parser.set_defaults({dest}=...)")
         candidates: list[Resolved] = []
-        for call in self._argument_definitions():
-            if _argument_dest(call) != dest:
-                continue
+        for call in self._argument_definitions_of(dest):
             keywords = {k.arg: k.value for k in call.keywords if k.arg}
             option = _first_option(call)
             via = f"the default of {option}" if option else f"the default of argument `{dest}`"
@@ -366,13 +365,21 @@ class ValueResolver:
             self._argument_calls = list(self._calls_named("add_argument"))
         return self._argument_calls
 
+    def _argument_definitions_of(self, dest: str) -> list[ast.Call]:
+        """Return the `add_argument` calls that set `dest`, in file order."""
+        if self._arguments_by_dest is None:
+            self._arguments_by_dest = {}
+            for call in self._argument_definitions():
+                self._arguments_by_dest.setdefault(_argument_dest(call), []).append(call)
+        return self._arguments_by_dest.get(dest, [])
+
     def _self_attribute(self, expr: ast.Attribute, depth: int) -> Resolved:
         owner = self.model.enclosing_class(expr)
         if owner is None:
             raise _Unresolved
         values = [
             node.value
-            for node in walk(owner)
+            for node in self.model.subtree(owner)
             if isinstance(node, (ast.Assign, ast.AnnAssign))
             and node.value is not None
             and any(_is_self_attribute(target, expr.attr) for target in _assign_targets(node))
@@ -389,7 +396,7 @@ class ValueResolver:
             raise _Unresolved
         saves = [
             node
-            for node in walk(owner)
+            for node in self.model.subtree(owner)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "save_hyperparameters"
         ]
         init = next((node for node in owner.body if isinstance(node, ast.FunctionDef) and node.name == "__init__"), None)

@@ -779,7 +779,7 @@ def _managed_attributes(ctx: Context, owner: ast.ClassDef) -> set[str]:
     if owner in cache:
         return cache[owner]
     managed = set()
-    for node in walk(owner):
+    for node in ctx.model.subtree(owner):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         method = node.func.attr

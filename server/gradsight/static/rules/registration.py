@@ -21,7 +21,6 @@ from gradsight.findings import Fix, Severity
 from gradsight.static import torch_api
 from gradsight.static.flow import flow_of, short_text, source_segment
 from gradsight.static.registry import after_walk, on
-from gradsight.static.semantic import walk
 
 if TYPE_CHECKING:
     from gradsight.static.context import Context
@@ -54,7 +53,7 @@ def _attributes(ctx: Context, owner: ast.ClassDef) -> tuple[dict[str, _Attribute
     def entry(name: str) -> _Attribute:
         return found.setdefault(name, _Attribute())
 
-    for node in walk(owner):
+    for node in ctx.model.subtree(owner):
         if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
