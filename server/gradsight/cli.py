@@ -1,4 +1,5 @@
-"""The `gradsight` command line: `check` for static analysis, `lsp` for the language server, `rule` for docs.
+"""The `gradsight` command line: `check` for static analysis, `lsp` for the language server, `rule` for docs,
+`run` to run a training script and report which layers learn.
 
 Exit status of `check`: 0 when no finding is a warning or worse, 1 when one is (or a file does
 not parse), 2 on a usage error or an internal error.
@@ -75,6 +76,20 @@ def _build_parser() -> argparse.ArgumentParser:
     rule = commands.add_parser("rule", help="print the documentation of a rule, by code or name: `gradsight rule GS101`")
     rule.add_argument("code", metavar="CODE")
     rule.set_defaults(handler=_run_rule)
+
+    run = commands.add_parser(
+        "run",
+        help="run a training script for a few optimizer steps and report which layers learn",
+        description="Run a training script in this Python process, unchanged, for a few optimizer steps (or backward "
+        "passes when nothing steps), then report each layer's status and the runtime findings (GS9xx). Exit status: "
+        "0 when no finding is a warning or worse, 1 when one is or the script failed, 2 on a usage error.",
+    )
+    run.add_argument("--steps", type=int, default=5, metavar="N", help="stop after N optimizer steps (default: 5)")
+    run.add_argument("--format", choices=("text", "json"), default="text", help="report format (default: text); "
+                     "with json the script's standard output goes to standard error")
+    run.add_argument("script", type=Path, metavar="SCRIPT", help="the training script")
+    run.add_argument("script_args", nargs=argparse.REMAINDER, metavar="-- SCRIPT_ARGS", help="arguments for the script")
+    run.set_defaults(handler=_run_run)
     return parser
 
 
@@ -169,6 +184,67 @@ def _run_rule(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown rule {args.code!r}; known codes: {', '.join(sorted(RULES))}")
     print(rule_doc_path(code).read_text(encoding="utf-8"), end="")
     return EXIT_CLEAN
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    import json
+
+    if args.steps < 1:
+        raise UsageError(f"--steps must be 1 or more, not {args.steps}")
+    if not args.script.is_file():
+        raise UsageError(f"script not found: {args.script}")
+    script_args = list(args.script_args)
+    if script_args[:1] == ["--"]:
+        script_args = script_args[1:]
+
+    from gradsight.runtime.run import run_script
+
+    if args.format == "json":
+        # stdout carries the JSON report: send the script's own output to stderr meanwhile.
+        with _stdout_to_stderr():
+            result = run_script(str(args.script), script_args, steps=args.steps)
+    else:
+        result = run_script(str(args.script), script_args, steps=args.steps)
+    sys.stdout.flush()
+
+    # In a distributed job every rank has the combined report; rank 0 prints it.
+    if (result.report.run or {}).get("rank", 0) == 0:
+        if args.format == "json":
+            print(json.dumps(result.report.to_dict(), indent=2, allow_nan=False))
+        else:
+            print(f"\ngradsight: {_ending(result.outcome, args.steps)}")
+            print(result.report)
+
+    failed = result.outcome.ended_by == "exception" or bool(result.outcome.exit_code)
+    return EXIT_FINDINGS if failed or result.report.has_problems else EXIT_CLEAN
+
+
+def _ending(outcome, steps: int) -> str:
+    return {
+        "steps": f"stopped the script after {steps} optimizer steps.",
+        "backward": f"stopped the script after {steps} backward passes (no optimizer step was seen).",
+        "end": "the script ended.",
+        "exit": f"the script called sys.exit({outcome.exit_code}).",
+        "exception": "the script raised an exception.",
+    }[outcome.ended_by]
+
+
+class _stdout_to_stderr:
+    """Point file descriptor 1 and sys.stdout at stderr, and restore both on exit."""
+
+    def __enter__(self) -> None:
+        sys.stdout.flush()
+        self.saved_fd = os.dup(1)
+        self.saved_stdout = sys.stdout
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+
+    def __exit__(self, *exc_info) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self.saved_fd, 1)
+        os.close(self.saved_fd)
+        sys.stdout = self.saved_stdout
 
 
 if __name__ == "__main__":

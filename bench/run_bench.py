@@ -1,0 +1,147 @@
+"""Benchmark the overhead of `gradsight.watch` and of `gradsight run` on the CPU.
+
+Measures:
+
+- the time per training step of a small CNN (two convolutions, BatchNorm, a linear head,
+  batch 32 of 3x32x32 images, SGD with momentum) without and with `watch(every=10)`. The
+  overhead is the difference of the medians of several runs of `--steps` steps each;
+- the time of one check alone (snapshot, classification and source lookup), the median of 20,
+  and the overhead it implies at `every=10`: check time / (10 x plain step time), which is less
+  disturbed by other load on the machine than the difference of two step times;
+- the wall time of `python SCRIPT` and of `gradsight run --steps 1000 SCRIPT` on a script that
+  only imports torch (the start-up cost) and on one that trains the same CNN for 20 steps, so
+  `run` never stops it early (the cost of the hooks and snapshots over a short run).
+
+Run from the repository root: `.venv/bin/python bench/run_bench.py [--runs N] [--steps N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "server"))
+
+import gradsight  # noqa: E402
+
+CNN_SOURCE = """
+import torch
+import torch.nn as nn
+
+torch.manual_seed(0)
+model = nn.Sequential(
+    nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Flatten(), nn.Linear(32 * 8 * 8, 10),
+)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+for step in range(20):
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+"""
+
+
+def make_cnn() -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 8 * 8, 10),
+    )
+    return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def time_steps(model, optimizer, steps: int) -> float:
+    """Return the mean seconds per training step over `steps` steps."""
+    batches = [(torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))) for _ in range(steps)]
+    started = time.perf_counter()
+    for x, y in batches:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return (time.perf_counter() - started) / steps
+
+
+def bench_watch(runs: int, steps: int) -> tuple[float, float]:
+    plain, watched = [], []
+    for _ in range(runs):
+        # Alternate the two so that drift in the machine's speed hits both alike.
+        model, optimizer = make_cnn()
+        time_steps(model, optimizer, 5)
+        plain.append(time_steps(model, optimizer, steps))
+
+        model, optimizer = make_cnn()
+        handle = gradsight.watch(model, optimizer, every=10)
+        time_steps(model, optimizer, 5)
+        watched.append(time_steps(model, optimizer, steps))
+        handle.remove()
+    return statistics.median(plain), statistics.median(watched)
+
+
+def bench_check(plain_step: float) -> float:
+    model, optimizer = make_cnn()
+    time_steps(model, optimizer, 3)
+    handle = gradsight.watch(model, optimizer, every=10)
+    durations = []
+    for _ in range(20):
+        started = time.perf_counter()
+        handle._check(model, [optimizer])
+        durations.append(time.perf_counter() - started)
+    handle.remove()
+    return statistics.median(durations)
+
+
+def bench_startup(runs: int, source: str) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "train.py"
+        script.write_text(textwrap.dedent(source))
+        gradsight_command = [str(Path(sys.executable).parent / "gradsight"), "run", "--steps", "1000", str(script)]
+        env = dict(os.environ, PYTHONPATH=str(REPO / "server"))
+        plain = [_wall([sys.executable, str(script)], env) for _ in range(runs)]
+        with_run = [_wall(gradsight_command, env) for _ in range(runs)]
+    return statistics.median(plain), statistics.median(with_run)
+
+
+def _wall(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, env=env, check=False, capture_output=True, timeout=300)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="runs per measurement; the median is reported")
+    parser.add_argument("--steps", type=int, default=100, help="training steps per timed run of watch")
+    args = parser.parse_args()
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
+    print("load average before: %.2f %.2f %.2f" % os.getloadavg())
+    plain, watched = bench_watch(args.runs, args.steps)
+    print(f"step time: {plain * 1000:.2f} ms plain, {watched * 1000:.2f} ms with watch(every=10): "
+          f"overhead {(watched / plain - 1) * 100:+.1f}%")
+    check = bench_check(plain)
+    print(f"one check: {check * 1000:.2f} ms, so watch(every=10) adds {check / (10 * plain) * 100:.1f}% per step")
+    for label, source in (("import torch only", "import torch\n"), ("20-step CNN script", CNN_SOURCE)):
+        plain_start, run_start = bench_startup(args.runs, source)
+        print(f"{label}: {plain_start:.2f} s with python, {run_start:.2f} s with gradsight run: "
+              f"{run_start - plain_start:+.2f} s")
+    print("load average after: %.2f %.2f %.2f" % os.getloadavg())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The Python API: `gradsight.inspect(model, optimizer)` and `gradsight.watch(model, optimizer, every=N)`.
+
+Both take probe snapshots in this process and classify them as the debugger front end does.
+A snapshot reads every parameter and gradient once (one `torch._foreach_norm` pass per device
+and dtype) and changes nothing in the model or the optimizer.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+from gradsight.runtime import distributed
+from gradsight.runtime.check import CheckReport, check_model, locate_findings, take_snapshot
+
+logger = logging.getLogger("gradsight")
+
+# The last snapshot of each model inspected, to compare the next `inspect` of it with.
+_previous_snapshots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def inspect(model: Any, optimizer: Any = None) -> CheckReport:
+    """Check which layers of `model` learn, from their gradients and the optimizer's groups.
+
+    Call it after `loss.backward()`, before `optimizer.zero_grad()`. `optimizer` is an optimizer,
+    a list of optimizers or None (then learning rates and optimizer membership are not checked).
+    A second call on the same model compares with the first, which finds layers that did not
+    change across optimizer steps and frozen layers that did. Under torch.distributed, call it
+    on every rank at the same point: the statistics of all ranks are combined with one
+    collective operation. Returns a `CheckReport`: `str()`
+    is a table, `.to_dict()` the JSON form, `.findings` the findings.
+    """
+    optimizers = _as_list(optimizer)
+    snapshot, rank_findings = _snapshot(model, optimizers)
+    previous = _previous_snapshots.get(model)
+    _previous_snapshots[model] = snapshot
+    check = check_model(model, snapshot, previous, [], check_number=2 if previous else 1)
+    notes = []
+    if not optimizers:
+        notes.append("No optimizer was given, so learning rates and optimizer membership were not checked.")
+    return CheckReport([check], locate_findings(check, rank_findings), notes=notes)
+
+
+def _snapshot(model: Any, optimizers: list[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Snapshot `model`; under torch.distributed, combine the statistics of all ranks (one collective)."""
+    if type(model).__name__ == "DistributedDataParallel" and hasattr(model, "module"):
+        model = model.module  # Name the layers as the user's model does, without "module.".
+    snapshot = take_snapshot(model, optimizers)
+    if distributed.is_distributed():
+        return snapshot, distributed.combine_across_ranks(snapshot)
+    return snapshot, []
+
+
+class WatchHandle:
+    """A running `watch`: `.report` is the latest check's report, `.remove()` stops watching."""
+
+    def __init__(self, model: Any, optimizers: list[Any], every: int) -> None:
+        self.every = every
+        self.steps = 0
+        self.checks = 0
+        self.report: CheckReport | None = None
+        self._model = weakref.ref(model)
+        self._optimizers = [weakref.ref(optimizer) for optimizer in optimizers]
+        self._previous: dict[str, Any] | None = None
+        self._logged: set[tuple[str, str]] = set()
+        self._handles = [optimizer.register_step_post_hook(self._after_step) for optimizer in optimizers[:1]]
+
+    def remove(self) -> None:
+        """Stop watching: remove the optimizer hook."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.steps += 1
+        if self.steps % self.every:
+            return
+        model = self._model()
+        optimizers = [opt for opt in (ref() for ref in self._optimizers) if opt is not None]
+        if model is None:
+            self.remove()
+            return
+        try:
+            self._check(model, optimizers)
+        except Exception:  # noqa: BLE001 - a failed check must not stop the user's training
+            logger.exception("gradsight: the check after optimizer step %d failed", self.steps)
+
+    def _check(self, model: Any, optimizers: list[Any]) -> None:
+        snapshot, rank_findings = _snapshot(model, optimizers)
+        self.checks += 1
+        check = check_model(model, snapshot, self._previous, [self.steps], check_number=self.checks)
+        self._previous = snapshot
+        self.report = CheckReport([check], locate_findings(check, rank_findings))
+        if distributed.rank() == 0:
+            self._log(self.report)
+
+    def _log(self, report: CheckReport) -> None:
+        """Log each finding when it appears, and once more when it is gone, not at every check."""
+        current = {(finding["code"], finding["layer"]): finding for finding in report.findings}
+        for key, finding in current.items():
+            if key in self._logged:
+                continue
+            level = logging.INFO if finding["severity"] == "information" else logging.WARNING
+            place = f"{finding['path']}:{finding['line']}: " if finding["path"] else ""
+            logger.log(level, "step %d: %s%s %s", self.steps, place, finding["code"], finding["message"])
+        for code, layer in self._logged - set(current):
+            logger.info("step %d: %s on %s is no longer found", self.steps, code, layer or "the model")
+        self._logged = set(current)
+
+
+def watch(model: Any, optimizer: Any, every: int = 100) -> WatchHandle:
+    """Check `model` after every `every`-th step of `optimizer` and log new findings.
+
+    Findings go to the `gradsight` logger: warnings and errors at WARNING, information at INFO,
+    each once when it appears. Checks after the first compare with the previous check, so
+    layers that did not change across the `every` steps are found. Under torch.distributed,
+    call it on every rank: each check combines the ranks' statistics with one collective
+    operation, and rank 0 logs. A check costs about one
+    snapshot of the model (see docs/benchmarks.md for measured overhead). Returns a handle;
+    call `handle.remove()` to stop.
+    """
+    if not isinstance(every, int) or every < 1:
+        raise ValueError(f"every must be a positive number of optimizer steps, not {every!r}")
+    optimizers = _as_list(optimizer)
+    if not optimizers:
+        raise ValueError("watch needs the optimizer that trains the model: its steps trigger the checks")
+    return WatchHandle(model, optimizers, every)
+
+
+def _as_list(optimizer: Any) -> list[Any]:
+    if optimizer is None:
+        return []
+    return list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]

@@ -1,0 +1,416 @@
+"""`gradsight run`: run a training script in this process and report which layers learn.
+
+The script runs unchanged, under hooks that this module installs and removes again:
+
+- a wrapper around `torch.optim.Optimizer.__init__` and global optimizer step hooks, which find
+  the optimizers and count their steps;
+- global module forward hooks, which find the models: modules called while no other module
+  is running (a `DistributedDataParallel` wrapper is replaced by the module it wraps);
+- wrappers around `torch.Tensor.backward` and `torch.autograd.backward`. Before the backward
+  pass they walk the loss's graph to find the leaf tensors it reaches. After it, they take a
+  probe snapshot of each model that the pass reached, once per optimizer step.
+
+Under `torch.distributed`, each snapshot's statistics are combined across the ranks with one
+collective operation (see `distributed.py`), and only rank 0 prints the report.
+
+The first and the latest snapshot of each model are compared, so layers that did not change
+across steps (`unchanged`) and frozen layers that did (`frozen-but-changing`) are found. After
+`steps` optimizer steps (or `steps` backward passes when nothing steps) a hook raises
+`StopScript`, which ends the script; its `finally` blocks still run.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import os
+import runpy
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from gradsight.runtime import distributed, probe
+from gradsight.runtime.check import CheckReport, check_model, finding_entry, locate_findings, take_snapshot
+
+DEFAULT_STEPS = 5
+
+
+class StopScript(BaseException):
+    """Raised from a hook to end the user's script once enough steps were seen.
+
+    A BaseException, so that the script's `except Exception:` blocks let it through.
+    """
+
+
+@dataclass
+class _ModelRecord:
+    module: Any
+    wrapper: Any = None
+    first: dict[str, Any] | None = None
+    latest: dict[str, Any] | None = None
+    first_step: int = 0
+    latest_step: int = 0
+    due: bool = True
+    rank_findings: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _LeafRecord:
+    tensor: Any
+    passes: int = 0
+    last_pass: int = -1
+
+
+@dataclass
+class RunOutcome:
+    """The way the script ended (`steps`, `backward`, `end`, `exit` or `exception`) and its exit code or error."""
+
+    ended_by: str
+    exit_code: int | None = None
+    error: BaseException | None = None
+
+
+class TrainingRecorder:
+    """The hooks of `gradsight run`: find models and optimizers, walk loss graphs, take snapshots."""
+
+    def __init__(self, max_steps: int = DEFAULT_STEPS) -> None:
+        import torch
+
+        self.torch = torch
+        self.max_steps = max_steps
+        self.optimizers: list[Any] = []
+        self.step_counts: dict[int, int] = {}
+        self.backward_count = 0
+        self.models: dict[int, _ModelRecord] = {}
+        self.leaves: dict[int, _LeafRecord] = {}
+        self.namespace: dict[str, Any] = {}
+        self.rank = 0
+        self._depth = 0
+        self._in_backward = False
+        self._handles: list[Any] = []
+        self._patches: list[tuple[Any, str, Any]] = []
+
+    @property
+    def steps(self) -> int:
+        return max(self.step_counts.values(), default=0)
+
+    # Installing and removing the hooks.
+
+    def install(self) -> None:
+        from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+        torch = self.torch
+        module_hooks = torch.nn.modules.module
+        self._handles.append(module_hooks.register_module_forward_pre_hook(self._before_forward))
+        self._handles.append(module_hooks.register_module_forward_hook(self._after_forward, always_call=True))
+        self._handles.append(register_optimizer_step_pre_hook(self._before_step))
+        self._handles.append(register_optimizer_step_post_hook(self._after_step))
+
+        recorder = self
+        original_init = torch.optim.Optimizer.__init__
+
+        @functools.wraps(original_init)
+        def optimizer_init(optimizer, *args, **kwargs):
+            original_init(optimizer, *args, **kwargs)
+            recorder._add_optimizer(optimizer)
+
+        self._patch(torch.optim.Optimizer, "__init__", optimizer_init)
+
+        original_tensor_backward = torch.Tensor.backward
+
+        @functools.wraps(original_tensor_backward)
+        def tensor_backward(tensor, *args, **kwargs):
+            return recorder._around_backward([tensor], lambda: original_tensor_backward(tensor, *args, **kwargs))
+
+        self._patch(torch.Tensor, "backward", tensor_backward)
+
+        original_backward = torch.autograd.backward
+
+        @functools.wraps(original_backward)
+        def autograd_backward(tensors, *args, **kwargs):
+            roots = list(tensors) if isinstance(tensors, (list, tuple)) else [tensors]
+            return recorder._around_backward(roots, lambda: original_backward(tensors, *args, **kwargs))
+
+        self._patch(torch.autograd, "backward", autograd_backward)
+
+    def remove(self) -> None:
+        """Remove every hook and restore every patched attribute, in reverse order."""
+        for handle in reversed(self._handles):
+            handle.remove()
+        self._handles.clear()
+        for owner, name, original in reversed(self._patches):
+            setattr(owner, name, original)
+        self._patches.clear()
+
+    def _patch(self, owner: Any, name: str, replacement: Any) -> None:
+        self._patches.append((owner, name, owner.__dict__[name]))
+        setattr(owner, name, replacement)
+
+    # Hooks.
+
+    def _before_forward(self, module: Any, args: Any) -> None:
+        if self._depth == 0:
+            self._add_model(module)
+        self._depth += 1
+
+    def _after_forward(self, module: Any, args: Any, output: Any) -> None:
+        self._depth = max(0, self._depth - 1)
+
+    def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._add_optimizer(optimizer)
+
+    def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.step_counts[id(optimizer)] = self.step_counts.get(id(optimizer), 0) + 1
+        for record in self.models.values():
+            record.due = True
+        if self.steps >= self.max_steps:
+            raise StopScript("steps")
+
+    def _around_backward(self, roots: list[Any], call: Any) -> Any:
+        if self._in_backward:
+            return call()  # Tensor.backward calls torch.autograd.backward: count the pass once.
+
+        self._in_backward = True
+        self.namespace = _main_namespace()
+        try:
+            reached = self._record_leaves(roots)
+            result = call()
+        finally:
+            self._in_backward = False
+        self.backward_count += 1
+        self._snapshot_reached_models(reached)
+        if not self.step_counts and self.backward_count >= self.max_steps:
+            raise StopScript("backward")
+        return result
+
+    # Models, optimizers and leaves.
+
+    def _add_model(self, module: Any) -> None:
+        wrapper = None
+        if type(module).__name__ == "DistributedDataParallel" and hasattr(module, "module"):
+            wrapper, module = module, module.module
+        if id(module) in self.models:
+            return
+        if not any(True for _ in module.parameters()) and not self._has_unregistered(module):
+            return  # A loss module or an activation called on its own.
+        self.models[id(module)] = _ModelRecord(module, wrapper)
+
+    def _has_unregistered(self, module: Any) -> bool:
+        return any(True for _ in probe._unregistered_modules(self.torch, module))
+
+    def _add_optimizer(self, optimizer: Any) -> None:
+        if not any(optimizer is known for known in self.optimizers):
+            self.optimizers.append(optimizer)
+
+    def _record_leaves(self, roots: list[Any]) -> set[int]:
+        """Walk the graphs of `roots` and record the leaf tensors that require grad; return their ids."""
+        reached: set[int] = set()
+        seen: set[int] = set()
+        pending = [root.grad_fn for root in roots if getattr(root, "grad_fn", None) is not None]
+        while pending:
+            node = pending.pop()
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            variable = getattr(node, "variable", None)
+            if variable is not None:
+                reached.add(id(variable))
+                record = self.leaves.setdefault(id(variable), _LeafRecord(variable))
+                if record.last_pass != self.backward_count:
+                    record.passes += 1
+                    record.last_pass = self.backward_count
+            pending.extend(next_node for next_node, _ in node.next_functions)
+        return reached
+
+    def _snapshot_reached_models(self, reached: set[int]) -> None:
+        for record in list(self.models.values()):
+            if not record.due:
+                continue
+            parameter_ids = {id(p) for p in record.module.parameters()}
+            parameter_ids.update(id(p) for _, child in probe._unregistered_modules(self.torch, record.module) for p in child.parameters())
+            if not parameter_ids & reached:
+                continue
+            self._snapshot(record, reached)
+            record.due = False
+
+    def _snapshot(self, record: _ModelRecord, reached: set[int]) -> None:
+        snapshot = take_snapshot(record.module, self._optimizers_for(record.module, reached), self.namespace)
+        if record.wrapper is not None:
+            names = [name for name, value in self.namespace.items() if value is record.wrapper and not name.startswith("__")]
+            snapshot["model"]["names"] = names + snapshot["model"]["names"]
+        if distributed.is_distributed():
+            self.rank = distributed.rank()
+            record.rank_findings = distributed.combine_across_ranks(snapshot)
+        if record.first is None:
+            record.first, record.first_step = snapshot, self.steps
+        else:
+            record.latest, record.latest_step = snapshot, self.steps
+
+    def _optimizers_for(self, module: Any, reached: set[int]) -> list[Any]:
+        """Return the optimizers that contain `module`'s parameters.
+
+        When none does but the loss reaches its trainable parameters, return all optimizers, so
+        that those parameters are reported as in no optimizer (GS901).
+        """
+        parameters = [p for p in module.parameters()]
+        parameter_ids = {id(p) for p in parameters}
+        holding = [opt for opt in self.optimizers if _holds_any(opt, parameter_ids)]
+        if holding:
+            return holding
+        if any(p.requires_grad and id(p) in reached for p in parameters):
+            return list(self.optimizers)
+        return []
+
+    # The report.
+
+    def build_report(self, outcome: RunOutcome, script: str) -> CheckReport:
+        checks = []
+        extra: list[dict[str, Any]] = []
+        reached: set[int] = set(self.leaves)
+        for record in self.models.values():
+            if record.first is None:
+                self._snapshot(record, reached)  # Never reached by a loss: one snapshot as it is now.
+            assert record.first is not None
+            if record.latest is not None:
+                check = check_model(record.module, record.latest, record.first, [record.first_step, record.latest_step], [script], 2)
+            else:
+                check = check_model(record.module, record.first, None, [record.first_step], [script])
+            checks.append(check)
+            extra.extend(locate_findings(check, record.rank_findings))
+
+        notes = self._run_notes(outcome)
+        run = {
+            "optimizerSteps": self.steps,
+            "backwardPasses": self.backward_count,
+            "endedBy": outcome.ended_by,
+            "exitCode": outcome.exit_code,
+            "rank": self.rank,
+        }
+        return CheckReport(checks, extra + self._unregistered_leaf_findings(script), notes, run)
+
+    def _run_notes(self, outcome: RunOutcome) -> list[str]:
+        notes = []
+        if self.backward_count == 0:
+            notes.append("No backward pass ran, so no gradient was seen.")
+        elif not self.step_counts:
+            notes.append("No optimizer step ran: the report covers the gradients only, not the updates.")
+        if outcome.ended_by == "exception":
+            notes.append("The script raised an exception (its traceback is above); this is what was seen until then.")
+        elif outcome.ended_by == "exit" and outcome.exit_code:
+            notes.append(f"The script called sys.exit({outcome.exit_code}); this is what was seen until then.")
+        return notes
+
+    def _unregistered_leaf_findings(self, script: str) -> list[dict[str, Any]]:
+        """GS914 for leaf tensors that the loss reached on two or more backward passes but that
+        are neither parameters of a model found nor in any optimizer."""
+        known: set[int] = set()
+        for record in self.models.values():
+            known.update(id(p) for p in record.module.parameters())
+            known.update(id(p) for _, child in probe._unregistered_modules(self.torch, record.module) for p in child.parameters())
+            known.update(id(tensor) for _, _, tensor in probe._unregistered_tensors(self.torch, record.module))
+        in_optimizer = {id(p) for opt in self.optimizers for group in opt.param_groups for p in group["params"]}
+
+        findings = []
+        namespace = self.namespace
+        for leaf_id, record in self.leaves.items():
+            # NOTE: a leaf reached on one pass only may be an input with requires_grad=True
+            # (saliency maps, adversarial examples), so it takes two passes to count.
+            if record.passes < 2 or leaf_id in known or leaf_id in in_optimizer or not record.tensor.requires_grad:
+                continue
+            name = next((key for key, value in namespace.items() if value is record.tensor and not key.startswith("__")), None)
+            label = name or f"a tensor of shape {list(record.tensor.shape)}"
+            message = (
+                f"{label}: a leaf tensor that requires grad receives gradients from the loss but is not a "
+                "registered parameter of any model and is in no optimizer, so it never changes; make it an "
+                "nn.Parameter attribute of the model, or add it to the optimizer."
+            )
+            location = _assignment_location(script, name) if name else None
+            findings.append(finding_entry("GS914", "error", message, label, location))
+        return findings
+
+
+def _holds_any(optimizer: Any, parameter_ids: set[int]) -> bool:
+    return any(id(p) in parameter_ids for group in optimizer.param_groups for p in group["params"])
+
+
+def _main_namespace() -> dict[str, Any]:
+    """Return the globals of the running script; runpy's temporary `__main__` keeps them there."""
+    return getattr(sys.modules.get("__main__"), "__dict__", {})
+
+
+@dataclass
+class _Location:
+    source: str
+    line: int
+
+
+def _assignment_location(script: str, name: str) -> _Location | None:
+    """Return the first line of the script that assigns `name` at module level."""
+    try:
+        with open(script, encoding="utf-8") as file:
+            tree = ast.parse(file.read())
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return _Location(os.path.abspath(script), node.lineno)
+    return None
+
+
+# Running the script.
+
+
+@dataclass
+class RunResult:
+    report: CheckReport
+    outcome: RunOutcome
+    notes: list[str] = field(default_factory=list)
+
+
+def run_script(script: str, arguments: list[str], steps: int = DEFAULT_STEPS) -> RunResult:
+    """Run `script` as `__main__` with `arguments`, under the hooks, and return the report.
+
+    The script's folder comes first on sys.path and `sys.argv` is the script and its arguments,
+    as with `python SCRIPT ARGS`. Both are restored afterwards, and so is every hook.
+    """
+    script = os.path.abspath(script)
+    recorder = TrainingRecorder(steps)
+    saved_argv, saved_path = list(sys.argv), list(sys.path)
+    sys.argv = [script, *arguments]
+    sys.path.insert(0, os.path.dirname(script))
+    outcome = RunOutcome("end")
+    recorder.install()
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except StopScript as stop:
+        outcome = RunOutcome(str(stop))
+    except SystemExit as exit_request:
+        outcome = RunOutcome("exit", _exit_code(exit_request.code))
+    except Exception as error:  # noqa: BLE001 - the script's own error is reported with its traceback
+        _print_script_traceback(error, script)
+        outcome = RunOutcome("exception", error=error)
+    finally:
+        recorder.remove()
+        sys.argv, sys.path[:] = saved_argv, saved_path
+
+    # runpy has put the script's namespace away; the records keep the objects the report needs.
+    report = recorder.build_report(outcome, script)
+    return RunResult(report, outcome)
+
+
+def _exit_code(code: Any) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)  # sys.exit("message") prints the message, as Python does.
+    return 1
+
+
+def _print_script_traceback(error: BaseException, script: str) -> None:
+    """Print the traceback from the script's first frame on, without gradsight's and runpy's frames."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != script:
+        tb = tb.tb_next
+    traceback.print_exception(type(error), error, tb or error.__traceback__, file=sys.stderr)
