@@ -76,7 +76,7 @@ describe("gradsight in VS Code (code-server)", { timeout: 240_000 }, () => {
     console.log(`code-server ${server.url} (PID ${server.pid}), folders in ${folders.root}`);
     browser = await launchBrowser(folders.browserProfile);
     page = browser.page;
-    page.setDefaultTimeout(15_000);
+    page.setDefaultTimeout(60_000);
 
     await withFailureScreenshot("open-file", async () => {
       await openWorkspace(page, server.url, workspace);
