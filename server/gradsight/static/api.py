@@ -42,7 +42,7 @@ def check_source(
     `select` and `ignore` take rule codes or code prefixes (`GS1` means every GS1xx rule), as
     ruff does, and replace those of `settings` when given. A finding is dropped when its first
     line carries `# noqa: CODE` naming its code. A source that does not parse returns a
-    CheckResult whose `error` says why.
+    CheckResult whose `error` gives the reason.
     """
     settings = settings or DEFAULT_SETTINGS
     if select is not None:

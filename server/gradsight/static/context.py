@@ -1,4 +1,4 @@
-"""What rules see of a file, and how they report findings."""
+"""The per-file context that rules read and report findings through."""
 
 from __future__ import annotations
 

@@ -156,32 +156,6 @@ class Activation:
     inside_model: bool = False
 
 
-def source_segment(ctx: Context, node: ast.AST) -> str | None:
-    """Return the exact source text of `node`, like `ast.get_source_segment` but from the file's cached lines.
-
-    `ast.get_source_segment` splits the whole source on every call, which costs milliseconds per
-    call on a long file.
-    """
-    lines = ctx.lines
-    start, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
-    if start is None or end is None or not 1 <= start <= end <= len(lines):
-        return None
-    first = lines[start - 1].encode("utf-8")
-    if start == end:
-        return first[node.col_offset : node.end_col_offset].decode("utf-8", errors="replace")  # type: ignore[attr-defined]
-    parts = [first[node.col_offset :].decode("utf-8", errors="replace")]  # type: ignore[attr-defined]
-    parts.extend(lines[start:end - 1])
-    parts.append(lines[end - 1].encode("utf-8")[: node.end_col_offset].decode("utf-8", errors="replace"))  # type: ignore[attr-defined]
-    return "\n".join(parts)
-
-
-def short_text(ctx: Context, node: ast.AST) -> str:
-    """Return the source text of a node on one line, shortened for messages (as `Context.text`, from cached lines)."""
-    text = source_segment(ctx, node) or ast.unparse(node)
-    text = " ".join(text.split())
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def flow_of(ctx: Context) -> ValueFlow:
     """Return the file's ValueFlow, built on first use and shared by every rule."""
     flow = ctx.state.get("flow")

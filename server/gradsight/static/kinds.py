@@ -1,4 +1,4 @@
-"""What kind of object an expression holds: an nn.Module, a parameter, a plain tensor, or unknown.
+"""Inference of the kind of object an expression evaluates to: an nn.Module, a parameter, a plain tensor, or unknown.
 
 Rules use this to tell `model.fc.requires_grad = False` (a module: the assignment freezes
 nothing) from `model.fc.weight.requires_grad = False` (a parameter: a real freeze).

@@ -1,4 +1,4 @@
-"""Registration of rule handlers: each rule module says which node types it inspects."""
+"""Registration of rule handlers: each rule module declares which node types it inspects."""
 
 from __future__ import annotations
 

@@ -131,7 +131,7 @@ class SemanticModel:
         if found is not None:
             return found
         # Walk up to the nearest scope node, or to an ancestor whose scope is already known, and
-        # remember the answer for every node on the way: their scope is the same.
+        # record the result for every node on the way: their scope is the same.
         path = [node]
         found = self.module_scope
         current = self.parents.get(node)
@@ -257,7 +257,11 @@ class _BindingCollector(ast.NodeVisitor):
             same_type.append(node)
         if node_type is ast.Call:
             func = node.func  # type: ignore[attr-defined]
-            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            name = None
+            if isinstance(func, ast.Name):
+                name = func.id
+            elif isinstance(func, ast.Attribute):
+                name = func.attr
             if name is not None:
                 model.calls_by_name.setdefault(name, []).append(node)  # type: ignore[arg-type]
         visitor = _VISITORS.get(node_type)

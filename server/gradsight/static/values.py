@@ -543,7 +543,7 @@ def _class_fields(node: ast.ClassDef, label: str) -> dict[str, tuple[ast.expr, s
             fields[statement.targets[0].id] = (statement.value, f"`{label}.{statement.targets[0].id}`")
         elif isinstance(statement, ast.AnnAssign) and statement.value is not None and isinstance(statement.target, ast.Name):
             value = statement.value
-            # A dataclass field(default=...) holds its default in a keyword.
+            # A dataclass field(default=...) passes its default as a keyword.
             if isinstance(value, ast.Call) and isinstance(value.func, (ast.Name, ast.Attribute)):
                 func_name = value.func.id if isinstance(value.func, ast.Name) else value.func.attr
                 default = next((k.value for k in value.keywords if k.arg == "default"), None)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from gradsight.findings import Fix, Severity
 from gradsight.static import flow as value_flow
 from gradsight.static import torch_api
-from gradsight.static.flow import flow_of, short_text, source_segment
+from gradsight.static.flow import flow_of
 from gradsight.static.kinds import PARAMETER_ITERATORS
 from gradsight.static.registry import after_walk, on
 from gradsight.static.semantic import walk
@@ -142,7 +142,11 @@ def collect_requires_grad_calls(ctx: Context, call: ast.Call) -> None:
         elif not _record_parameter_flag(ctx, call, func.value, requires_grad) and requires_grad:
             _record_unplaced_unfreeze(ctx, call)
         return
-    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    name = ""
+    if isinstance(func, ast.Attribute):
+        name = func.attr
+    elif isinstance(func, ast.Name):
+        name = func.id
     if _UNFREEZING_NAME.search(name):
         # Helpers such as unfreeze(), set_trainable() or peft's mark_only_lora_as_trainable() may unfreeze anything.
         _record_unplaced_unfreeze(ctx, call)
@@ -318,9 +322,9 @@ def _combine(ctx: Context, parts: list[ast.AST], depth: int) -> tuple[list[Modul
 
 
 def _report_module_attribute(ctx: Context, node: ast.Assign, owner: ast.expr, requires_grad: bool | None) -> None:
-    name = short_text(ctx, owner)
+    name = ctx.text(owner)
     if requires_grad is None:
-        flag = short_text(ctx, node.value)
+        flag = ctx.text(node.value)
     else:
         flag = str(requires_grad)
     effect = "unfreezes" if requires_grad else "freezes"
@@ -339,8 +343,8 @@ def _requires_grad_call_fix(ctx: Context, node: ast.Assign, owner: ast.expr) -> 
     """Rewrite `module.requires_grad = flag` as `module.requires_grad_(flag)`."""
     if len(node.targets) != 1:
         return None
-    owner_text = source_segment(ctx, owner)
-    value_text = source_segment(ctx, node.value)
+    owner_text = ctx.segment(owner)
+    value_text = ctx.segment(node.value)
     if not owner_text or not value_text or "\n" in owner_text:
         return None
     # Code that reads the attribute back (`if model.requires_grad:`) would fail once it is gone.
@@ -570,12 +574,12 @@ def _check_non_differentiable_terms(ctx: Context, call: ast.Call, value: ast.exp
             if operation in reported:
                 continue
             reported.add(operation)
-            where = short_text(ctx, term)
+            where = ctx.text(term)
             ctx.report(
                 "GS204",
                 operation,
-                f"`{short_text(ctx, operation)}` has no gradient (argmax, rounding, comparisons and integer casts are not "
-                f"differentiable), and it is applied to the model output `{short_text(ctx, source.node)}` on its way into "
+                f"`{ctx.text(operation)}` has no gradient (argmax, rounding, comparisons and integer casts are not "
+                f"differentiable), and it is applied to the model output `{ctx.text(source.node)}` on its way into "
                 f"`{where}`: that term gives the model no gradient and cannot train it; use a differentiable form "
                 "(the logits or probabilities themselves, a softmax instead of argmax, a sigmoid instead of a threshold)",
                 related=(ctx.related(call, "backward() runs here"),),
@@ -595,13 +599,13 @@ def _report_detached_loss(ctx: Context, call: ast.Call, value: ast.expr, source:
     if cut.node in reported:
         return
     reported.add(cut.node)
-    related = [ctx.related(other.node, f"`{short_text(ctx, other.node)}` {_CUT_DESCRIPTIONS.get(other.reason, 'stops the gradient')}") for other in source.cuts[1:2]]
+    related = [ctx.related(other.node, f"`{ctx.text(other.node)}` {_CUT_DESCRIPTIONS.get(other.reason, 'stops the gradient')}") for other in source.cuts[1:2]]
     related.append(ctx.related(call, "backward() runs here"))
     ctx.report(
         "GS203",
         cut.node,
-        f"`{short_text(ctx, cut.node)}` {_CUT_DESCRIPTIONS[cut.reason]}, and `{short_text(ctx, value)}` passed to backward() is built "
-        f"from it: no gradient reaches `{short_text(ctx, source.node)}` or the model, so its parameters never change; "
+        f"`{ctx.text(cut.node)}` {_CUT_DESCRIPTIONS[cut.reason]}, and `{ctx.text(value)}` passed to backward() is built "
+        f"from it: no gradient reaches `{ctx.text(source.node)}` or the model, so its parameters never change; "
         f"call backward() on the loss tensor itself and use `.item()` or `.detach()` only for logging",
         related=tuple(related),
     )
@@ -616,13 +620,13 @@ def _report_no_grad_forward(ctx: Context, call: ast.Call, value: ast.expr, sourc
         context = f"in `{block.name}()`, which is decorated to run without gradients"
         block_node: ast.AST = block.decorator_list[0] if block.decorator_list else block
     else:
-        context = f"under `{short_text(ctx, block.items[0].context_expr)}`"  # type: ignore[attr-defined]
+        context = f"under `{ctx.text(block.items[0].context_expr)}`"  # type: ignore[attr-defined]
         block_node = block.items[0].context_expr  # type: ignore[attr-defined]
     ctx.report(
         "GS202",
         source.node,
-        f"the forward pass `{short_text(ctx, source.node)}` runs {context}, so it records no autograd graph, and "
-        f"`{short_text(ctx, value)}` is computed from it: backward() cannot reach the model's parameters (it raises "
+        f"the forward pass `{ctx.text(source.node)}` runs {context}, so it records no autograd graph, and "
+        f"`{ctx.text(value)}` is computed from it: backward() cannot reach the model's parameters (it raises "
         "\"element 0 of tensors does not require grad\" or updates nothing); run the forward pass outside the block "
         "and keep no_grad for targets and evaluation",
         related=(ctx.related(block_node, "gradient recording is turned off here"), ctx.related(call, "backward() runs here")),
@@ -664,7 +668,7 @@ def check_moved_leaf(ctx: Context, call: ast.Call) -> None:
     ctx.report(
         "GS205",
         call,
-        f"`.{func.attr}()` returns a copy of `{short_text(ctx, leaf)}`, which requires grad: {what} is not a leaf, so its "
+        f"`.{func.attr}()` returns a copy of `{ctx.text(leaf)}`, which requires grad: {what} is not a leaf, so its "
         "`.grad` stays None, an optimizer given it cannot update it, and in a module it is not registered as a "
         f"parameter (the gradient goes to the original tensor, which nothing keeps); create {where}",
     )
@@ -706,7 +710,7 @@ def _trainable_leaf(ctx: Context, expr: ast.AST) -> ast.Call | None:
 def _assigned_to(ctx: Context, call: ast.Call) -> str | None:
     parent = ctx.model.parent(call)
     if isinstance(parent, ast.Assign) and len(parent.targets) == 1 and parent.value is call:
-        return short_text(ctx, parent.targets[0])
+        return ctx.text(parent.targets[0])
     return None
 
 
@@ -805,7 +809,7 @@ def _report_forward_cut(ctx: Context, owner: ast.ClassDef, attribute: str, cut: 
         ctx.report(
             "GS207",
             cut.node,
-            f"`self.{attribute}` reaches the output of `{owner.name}.forward` only through `{short_text(ctx, cut.node)}`, which "
+            f"`self.{attribute}` reaches the output of `{owner.name}.forward` only through `{ctx.text(cut.node)}`, which "
             f"cuts the autograd graph: its parameters never get a gradient and never train; remove the detach, or if "
             f"`self.{attribute}` is frozen on purpose, freeze it with `self.{attribute}.requires_grad_(False)`",
         )
@@ -816,7 +820,7 @@ def _report_forward_cut(ctx: Context, owner: ast.ClassDef, attribute: str, cut: 
         "GS208",
         context,
         f"`self.{attribute}` reaches the output of `{owner.name}.forward` only through values computed under "
-        f"`{short_text(ctx, context)}`, which records no autograd graph: its parameters never get a gradient and never train; "
+        f"`{ctx.text(context)}`, which records no autograd graph: its parameters never get a gradient and never train; "
         f"compute them outside the block, or if `self.{attribute}` is frozen on purpose, freeze it with "
         f"`self.{attribute}.requires_grad_(False)`",
     )

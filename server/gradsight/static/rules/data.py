@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from gradsight.findings import Edit, Fix, Severity, Span
 from gradsight.static import flow as value_flow
 from gradsight.static import torch_api
-from gradsight.static.flow import flow_of, short_text, source_segment
+from gradsight.static.flow import flow_of
 from gradsight.static.registry import after_walk, on
 from gradsight.static.rules.optimizer import format_number
 
@@ -215,8 +215,8 @@ def check_double_activation(ctx: Context, call: ast.Call) -> None:
     ctx.report(
         "GS501",
         call,
-        f"`{short_text(ctx, call.func)}` {_APPLIES[loss]}, but `{short_text(ctx, argument)}` is already a "
-        f"{activation.kind} output, {origin} `{short_text(ctx, activation.node)}`{where}: "
+        f"`{ctx.text(call.func)}` {_APPLIES[loss]}, but `{ctx.text(argument)}` is already a "
+        f"{activation.kind} output, {origin} `{ctx.text(activation.node)}`{where}: "
         f"{_double_activation_effect(loss, activation.kind)}",
         severity=severity,
         related=(ctx.related(activation.node, f"the {activation.kind} is applied here"),),
@@ -296,10 +296,10 @@ def _activation_fix(ctx: Context, activation: value_flow.Activation) -> Fix | No
         scope = ctx.model.scope_of(name).node
         if len(flow.loads(scope).get(name.id, [])) != 1 or len(flow.definitions(name) or []) != 1:
             return None  # the activation's output is used elsewhere too (printing probabilities, metrics)
-    inner_text = source_segment(ctx, inner)
+    inner_text = ctx.segment(inner)
     if not inner_text:
         return None
-    return Fix(f"Remove the {activation.kind}: pass `{short_text(ctx, inner)}` to the loss", (ctx.replace(node, inner_text),))
+    return Fix(f"Remove the {activation.kind}: pass `{ctx.text(inner)}` to the loss", (ctx.replace(node, inner_text),))
 
 
 def _drop_last_layer(ctx: Context, layer: ast.Call, kind: str) -> Fix | None:
@@ -369,11 +369,11 @@ def check_running_totals(ctx: Context) -> None:
         names = [total.id, *(node.id for node in ast.walk(added) if isinstance(node, ast.Name))]
         if not (known_model or trace.losses or any("loss" in name.lower() for name in names)):
             continue
-        added_text = short_text(ctx, added)
+        added_text = ctx.text(added)
         ctx.report(
             "GS503",
             statement,
-            f"`{short_text(ctx, statement)}` adds the tensor `{added_text}` with its autograd graph, not its value: `{total.id}` "
+            f"`{ctx.text(statement)}` adds the tensor `{added_text}` with its autograd graph, not its value: `{total.id}` "
             "keeps the graph of every iteration alive, so memory grows each step until it runs out; "
             f"write `{total.id} += {added_text}.item()` (or `.detach()`) for a running total",
             fix=_detach_fix(ctx, added),
@@ -399,10 +399,10 @@ def _is_returned(ctx: Context, total: ast.Name) -> bool:
 
 
 def _detach_fix(ctx: Context, added: ast.expr) -> Fix | None:
-    text = source_segment(ctx, added)
+    text = ctx.segment(added)
     if not text:
         return None
     simple = isinstance(added, (ast.Name, ast.Attribute, ast.Subscript, ast.Call))
     new_text = f"{text}.detach()" if simple else f"({text}).detach()"
     # The total keeps the same values and type; only the graph it held on to is dropped.
-    return Fix(f"Add `.detach()`: `{short_text(ctx, added)}.detach()`", (ctx.replace(added, new_text),))
+    return Fix(f"Add `.detach()`: `{ctx.text(added)}.detach()`", (ctx.replace(added, new_text),))

@@ -12,7 +12,7 @@ import ast
 from typing import TYPE_CHECKING
 
 from gradsight.findings import Edit, Fix, Span
-from gradsight.static.flow import flow_of, short_text, source_segment, walk_scope
+from gradsight.static.flow import flow_of, walk_scope
 from gradsight.static.kinds import PARAMETER_ITERATORS
 from gradsight.static.registry import after_walk, on
 
@@ -117,13 +117,13 @@ def check_snapshots(ctx: Context) -> None:
         use_node, action = use
         if not _trained_between(ctx, node, use_node):
             continue
-        name = short_text(ctx, target)
+        name = ctx.text(target)
         ctx.report(
             "GS701",
             node.value,
-            f"`{short_text(ctx, node.value)}` {description}, not a copy: the optimizer updates those tensors in place, so "
+            f"`{ctx.text(node.value)}` {description}, not a copy: the optimizer updates those tensors in place, so "
             f"`{name}` always equals the current weights and {action} (line {ctx.line_of(use_node)}); "
-            f"take a copy: `copy.deepcopy({short_text(ctx, node.value)})`",
+            f"take a copy: `copy.deepcopy({ctx.text(node.value)})`",
             related=(ctx.related(use_node, f"`{name}` is used here as if it held the earlier weights"),),
             fix=_deepcopy_fix(ctx, node.value),
         )
@@ -232,7 +232,7 @@ def _trained_between(ctx: Context, snapshot: ast.Assign, use: ast.AST) -> bool:
 
 
 def _deepcopy_fix(ctx: Context, value: ast.expr) -> Fix | None:
-    text = source_segment(ctx, value)
+    text = ctx.segment(value)
     if not text:
         return None
     module_names = ctx.model.module_scope.bindings

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from gradsight.findings import Fix, Severity
 from gradsight.static import torch_api
-from gradsight.static.flow import flow_of, short_text, source_segment
+from gradsight.static.flow import flow_of
 from gradsight.static.registry import after_walk, on
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ def _check_container_attribute(ctx: Context, owner: ast.ClassDef, name: str, att
     unknown = any(kind in ("other", "unknown") for kind, _, _ in kinds)
     assignment, container = containers[0]
     wrapper = "nn.ModuleDict" if container == "dict" else "nn.ModuleList"
-    example = short_text(ctx, evidence[0][1])
+    example = ctx.text(evidence[0][1])
     related = ()
     if evidence[0][0] is not assignment:
         related = (ctx.related(evidence[0][0], f"a module is added to `self.{name}` here"),)
@@ -251,7 +251,7 @@ def _container_fix(ctx: Context, assignment: ast.AST, container: str, attribute:
     elif isinstance(value, ast.Call) and not value.args and not value.keywords:
         new_text = f"{wrapper}()"
     else:
-        text = source_segment(ctx, value)
+        text = ctx.segment(value)
         if not text:
             return None
         new_text = f"{wrapper}({text})"
@@ -289,7 +289,7 @@ def check_unregistered_tensor(ctx: Context, node: ast.Assign) -> None:
         return  # GS205 reports `torch.randn(..., requires_grad=True).to(device)`, which covers this case
 
     requires_grad = attribute.requires_grad_set or any(_requests_grad(ctx, call) for call in chain)
-    text = source_segment(ctx, node.value) or ""
+    text = ctx.segment(node.value) or ""
     if requires_grad:
         ctx.report(
             "GS302",
@@ -406,7 +406,7 @@ def check_layer_in_forward(ctx: Context, call: ast.Call) -> None:
     ctx.report(
         "GS303",
         call,
-        f"`{short_text(ctx, call)}` builds {what} on every call of `{owner.name}.forward`: those weights are not in the "
+        f"`{ctx.text(call)}` builds {what} on every call of `{owner.name}.forward`: those weights are not in the "
         "optimizer, never train and change at each step, so the output is noise to the rest of the model; "
         "build it once in `__init__` (`self.layer = ...`) and use `self.layer` in forward",
     )
