@@ -129,3 +129,43 @@ def test_incremental_parse_reuses_unchanged_statements():
     assert after.body[1] is before.body[1]
     assert after.body[2] is not before.body[2]
     assert _dump(after) == _full_parse(source.replace("return 2", "return 3"))
+
+
+def _model_summary(source: str) -> tuple:
+    """Describe a semantic model by positions and names only, so that models of different trees compare."""
+    from gradsight.static.semantic import SemanticModel
+
+    model = SemanticModel(incremental.parse(source))
+
+    def where(node):
+        return (type(node).__name__, getattr(node, "lineno", None), getattr(node, "col_offset", None))
+
+    def bindings(scope):
+        return [(name, [(b.kind, where(b.node), b.qualname) for b in found]) for name, found in scope.bindings.items()]
+
+    return (
+        [where(node) for node in model.nodes],
+        [(where(node), where(parent)) for node, parent in model.parents.items() if hasattr(node, "lineno")],
+        sorted((where(node), bindings(scope), sorted(scope.global_names)) for node, scope in model.scopes.items() if node is not model.tree),
+        bindings(model.module_scope),
+        {name: [where(call) for call in calls] for name, calls in model.calls_by_name.items()},
+        {name: [where(node) for node in nodes] for name, nodes in model.classes.items()},
+        {name: [where(node) for node in nodes] for name, nodes in model.functions.items()},
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits())
+def test_semantic_model_from_reused_statements_matches_a_fresh_one(edit):
+    # After an edit, the model reuses the indexes of the statements the incremental parse kept.
+    original, edited = edit
+    try:
+        ast.parse(edited)
+    except (SyntaxError, ValueError):
+        return
+    incremental.clear_cache()
+    fresh = _model_summary(edited)
+    incremental.clear_cache()
+    incremental.parse(original)
+    _model_summary(original)
+    assert _model_summary(edited) == fresh

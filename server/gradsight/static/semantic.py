@@ -7,6 +7,7 @@ refers to anywhere in the file, including names bound after the place that uses 
 from __future__ import annotations
 
 import ast
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -95,7 +96,31 @@ class SemanticModel:
         # qualname() of a name per (scope, name), with how many levels deeper its aliases led.
         self._name_qualnames: dict[tuple[Scope, str], tuple[str | None, int]] = {}
         self._deepest = 0  # the deepest level the current qualname() call reached
-        _BindingCollector(self).collect(tree, self.module_scope)
+        for statement in tree.body:
+            self._add_statement(statement, _statement_index(statement))
+
+    def _add_statement(self, statement: ast.stmt, index: _StatementIndex) -> None:
+        """Merge what collecting one top-level statement found into this model, in walk order."""
+        self.nodes.extend(index.nodes)
+        for node_type, nodes in index.nodes_by_type.items():
+            same_type = self.nodes_by_type.get(node_type)
+            if same_type is None:
+                self.nodes_by_type[node_type] = list(nodes)
+            else:
+                same_type.extend(nodes)
+        for name, calls in index.calls_by_name.items():
+            self.calls_by_name.setdefault(name, []).extend(calls)
+        for name, classes in index.classes.items():
+            self.classes.setdefault(name, []).extend(classes)
+        for name, functions in index.functions.items():
+            self.functions.setdefault(name, []).extend(functions)
+        self.parents.update(index.parents)
+        self.parents[statement] = self.tree
+        self.scopes.update(index.scopes)
+        module_scope = self.module_scope
+        module_scope.global_names.update(index.module_scope.global_names)
+        for binding in index.module_scope.ordered:
+            module_scope.add(Binding(binding.name, binding.kind, binding.node, module_scope, binding.value, binding.index, binding.qualname))
 
     # Structure
 
@@ -167,6 +192,8 @@ class SemanticModel:
         scope: Scope | None = self.scope_of(node)
         first = True
         while scope is not None:
+            if scope.node is None:
+                scope = self.module_scope  # the stand-in of a statement collected on its own
             if name in scope.global_names:
                 return self.module_scope.bindings.get(name, [])
             # A class body's names are not visible from functions nested in it.
@@ -233,16 +260,68 @@ class SemanticModel:
         return self.qualname(call.func)
 
 
+@dataclass(eq=False)
+class _ModuleStandIn(Scope):
+    """The module scope as one top-level statement sees it while it is collected on its own.
+
+    It records the module-level bindings the statement makes, in order, for the model to copy
+    into its real module scope; lookups that reach it continue in that real scope.
+    """
+
+    ordered: list[Binding] = field(default_factory=list)
+
+    def add(self, binding: Binding) -> None:
+        super().add(binding)
+        self.ordered.append(binding)
+
+
+class _StatementIndex:
+    """Parent links, scopes, bindings and the node index of one top-level statement.
+
+    None of it depends on the rest of the file, so the language server's incremental parse,
+    which keeps the nodes of unchanged statements, lets a new model reuse it after an edit.
+    Nothing may modify it once built.
+    """
+
+    def __init__(self, statement: ast.stmt) -> None:
+        self.nodes: list[ast.AST] = []
+        self.nodes_by_type: dict[type[ast.AST], list[ast.AST]] = {}
+        self.calls_by_name: dict[str, list[ast.Call]] = {}
+        self.parents: dict[ast.AST, ast.AST] = {}
+        self.scopes: dict[ast.AST, Scope] = {}
+        self.classes: dict[str, list[ast.ClassDef]] = {}
+        self.functions: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
+        self.module_scope = _ModuleStandIn(None, None)  # type: ignore[arg-type]
+        collector = _BindingCollector(self)
+        collector.visit(statement)
+
+
+# Indexes of recently seen top-level statements, by the statement node's identity (the value keeps the node alive).
+_STATEMENT_INDEXES: dict[int, tuple[ast.stmt, _StatementIndex]] = {}
+_STATEMENT_INDEXES_MAX = 20_000
+_indexes_lock = threading.Lock()
+
+
+def _statement_index(statement: ast.stmt) -> _StatementIndex:
+    entry = _STATEMENT_INDEXES.get(id(statement))
+    if entry is not None and entry[0] is statement:
+        return entry[1]
+    index = _StatementIndex(statement)
+    with _indexes_lock:
+        if len(_STATEMENT_INDEXES) >= _STATEMENT_INDEXES_MAX:
+            # Drop the older half; dictionaries keep insertion order.
+            for key in list(_STATEMENT_INDEXES)[: _STATEMENT_INDEXES_MAX // 2]:
+                del _STATEMENT_INDEXES[key]
+        _STATEMENT_INDEXES[id(statement)] = (statement, index)
+    return index
+
+
 class _BindingCollector(ast.NodeVisitor):
-    """Fill a SemanticModel's parent links, scopes and bindings in one walk."""
+    """Fill a statement index's parent links, scopes and bindings in one walk."""
 
-    def __init__(self, model: SemanticModel) -> None:
+    def __init__(self, model: _StatementIndex) -> None:
         self.model = model
-        self.scope = model.module_scope
-
-    def collect(self, node: ast.AST, scope: Scope) -> None:
-        self.scope = scope
-        self.generic_visit(node)
+        self.scope: Scope = model.module_scope
 
     def visit(self, node: ast.AST) -> None:
         # Index every node by type (and calls by name) during this walk, so rules need no walk of their own.
