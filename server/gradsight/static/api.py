@@ -151,13 +151,13 @@ def _with_severity(finding: Finding, settings: Settings) -> Finding:
 
 def _run_rules(source: str, tree: ast.Module, settings: Settings) -> list[Finding]:
     ctx = Context(source, tree, settings)
-    handlers_of = NODE_HANDLERS.get
-    for node in [tree, *ctx.model.nodes]:
-        handlers = handlers_of(type(node))
-        if not handlers:
-            continue
-        # _call_safely inlined: this loop calls a handler for most nodes of the file.
-        for handler in handlers:
+    handled = frozenset(NODE_HANDLERS)
+    nodes = ctx.model.nodes_of_types(handled)
+    if type(tree) in handled:
+        nodes.insert(0, tree)
+    for node in nodes:
+        # _call_safely inlined: this loop calls a handler for thousands of nodes.
+        for handler in NODE_HANDLERS[type(node)]:
             try:
                 handler(ctx, node)
             except RecursionError:

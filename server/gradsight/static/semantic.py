@@ -96,8 +96,9 @@ class SemanticModel:
         # qualname() of a name per (scope, name), with how many levels deeper its aliases led.
         self._name_qualnames: dict[tuple[Scope, str], tuple[str | None, int]] = {}
         self._deepest = 0  # the deepest level the current qualname() call reached
-        for statement in tree.body:
-            self._add_statement(statement, _statement_index(statement))
+        self._indexes = [_statement_index(statement) for statement in tree.body]
+        for statement, index in zip(tree.body, self._indexes):
+            self._add_statement(statement, index)
 
     def _add_statement(self, statement: ast.stmt, index: _StatementIndex) -> None:
         """Merge what collecting one top-level statement found into this model, in walk order."""
@@ -130,6 +131,13 @@ class SemanticModel:
 
     def nodes_of(self, node_type: type[ast.AST]) -> list[ast.AST]:
         return self.nodes_by_type.get(node_type, [])
+
+    def nodes_of_types(self, node_types: frozenset[type[ast.AST]]) -> list[ast.AST]:
+        """Return the nodes whose type is one of `node_types`, in the order of `nodes`."""
+        found: list[ast.AST] = []
+        for index in self._indexes:
+            found.extend(index.nodes_of_types(node_types))
+        return found
 
     def subtree(self, node: ast.AST) -> list[ast.AST]:
         """Return `node` and its descendants in `ast.walk` order.
@@ -292,8 +300,15 @@ class _StatementIndex:
         self.classes: dict[str, list[ast.ClassDef]] = {}
         self.functions: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
         self.module_scope = _ModuleStandIn(None, None)  # type: ignore[arg-type]
+        self._filtered: dict[frozenset[type[ast.AST]], list[ast.AST]] = {}
         collector = _BindingCollector(self)
         collector.visit(statement)
+
+    def nodes_of_types(self, node_types: frozenset[type[ast.AST]]) -> list[ast.AST]:
+        found = self._filtered.get(node_types)
+        if found is None:
+            found = self._filtered[node_types] = [node for node in self.nodes if type(node) in node_types]
+        return found
 
 
 # Indexes of recently seen top-level statements, by the statement node's identity (the value keeps the node alive).
