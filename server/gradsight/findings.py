@@ -7,7 +7,17 @@ flake8 print them. End positions are exclusive. The language server converts col
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
+
+# Line breaks as Python's tokenizer ends lines, so line numbers agree with `ast`. str.splitlines()
+# would also break at form feeds and other separators, which Python does not count as line ends.
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def source_lines(source: str) -> list[str]:
+    """Split source text into lines, without their line breaks, numbered as `ast` numbers them."""
+    return LINE_BREAK.split(source)
 
 
 class Severity(enum.IntEnum):

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-from gradsight.findings import Fix
+from gradsight.findings import LINE_BREAK, Fix
 
 # Python and LSP end a line at "\r\n", "\r" or "\n" (str.splitlines() also splits at form feeds).
-_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def _line_starts(source: str) -> list[int]:
     starts = [0]
-    starts.extend(match.end() for match in _LINE_END.finditer(source))
+    starts.extend(match.end() for match in LINE_BREAK.finditer(source))
     return starts
 
 

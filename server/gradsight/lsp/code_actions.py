@@ -6,7 +6,7 @@ import re
 
 from lsprotocol import types
 
-from gradsight.findings import CheckResult, Finding
+from gradsight.findings import CheckResult, Finding, source_lines
 from gradsight.lsp.convert import DIAGNOSTIC_SOURCE, LineIndex
 
 _NOQA_COMMENT = re.compile(r"#\s*noqa\s*:\s*[A-Za-z]+[0-9]+(?:[\s,]+[A-Za-z]+[0-9]+)*", re.IGNORECASE)
@@ -50,7 +50,7 @@ def code_actions(
 def _noqa_action(
     finding: Finding, uri: str, source: str, lines: LineIndex, diagnostics: list[types.Diagnostic]
 ) -> types.CodeAction:
-    line_text = re.split(r"\r\n|\r|\n", source)[finding.span.line - 1] if source else ""
+    line_text = source_lines(source)[finding.span.line - 1] if source else ""
     existing = _NOQA_COMMENT.search(line_text)
     if existing:
         # Add the code to the noqa comment that is already there.

@@ -6,18 +6,16 @@ at initialization, which is UTF-16 unless the client offers UTF-8 or UTF-32.
 
 from __future__ import annotations
 
-import re
 
 from lsprotocol import types
 
-from gradsight.findings import CheckResult, Finding, RelatedLocation, Severity, SourceError, Span
+from gradsight.findings import CheckResult, Finding, RelatedLocation, Severity, SourceError, Span, source_lines
 from gradsight.static import RULES, rule_doc_path
 
 DIAGNOSTIC_SOURCE = "gradsight"
 
 # Python's tokenizer and LSP both end a line at "\r\n", "\r" or "\n". str.splitlines() also breaks
 # at form feeds and Unicode line separators, which would shift the line numbers after them.
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 _SEVERITIES = {
     Severity.ERROR: types.DiagnosticSeverity.Error,
@@ -31,7 +29,7 @@ class LineIndex:
     """The lines of one document snapshot, for converting code-point columns to LSP positions."""
 
     def __init__(self, source: str, encoding: str = types.PositionEncodingKind.Utf16) -> None:
-        self._lines = _LINE_BREAK.split(source)
+        self._lines = source_lines(source)
         self._encoding = encoding
 
     def position(self, line: int, column: int) -> types.Position:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ast
-import re
 from typing import Any
 
 from gradsight.config import DEFAULT_SETTINGS, Settings
-from gradsight.findings import Edit, Finding, Fix, RelatedLocation, Severity, Span
+from gradsight.findings import Edit, Finding, Fix, RelatedLocation, Severity, Span, source_lines
 from gradsight.static.kinds import KindInference
 from gradsight.static.rules.catalog import RULES
 from gradsight.static.semantic import SemanticModel
@@ -19,8 +18,7 @@ class Context:
         self.source = source
         self.settings = settings
         self.thresholds = settings.thresholds
-        # ast counts lines the way the tokenizer ends them; str.splitlines() would also split at form feeds.
-        self.lines = re.split(r"\r\n|\r|\n", source)
+        self.lines = source_lines(source)
         self.tree = tree
         self.model = SemanticModel(tree)
         self.values = ValueResolver(self.model)
