@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 from gradsight.static import torch_api
 from gradsight.static.kinds import PARAMETER_ITERATORS, KindInference
-from gradsight.static.semantic import Binding, SemanticModel, child_fields, child_nodes, walk
+from gradsight.static.memo import SubtreeMemo
+from gradsight.static.semantic import Binding, SemanticModel, child_fields, child_nodes, subtree, walk
 from gradsight.static.values import ValueResolver
 
 if TYPE_CHECKING:
@@ -229,7 +230,6 @@ class ValueFlow:
         self._returned: dict[ast.AST, set[str]] = {}
         self._orders: dict[int, tuple[list[Binding], list[Binding], list[tuple[int, int]]]] = {}
         self._pure: dict[ast.AST, bool] = {}
-        self._class_attributes: dict[ast.ClassDef, dict[str, list[ast.expr]]] = {}
         self._active: set[int] = set()
         self._condition_chains: dict[ast.AST, list[tuple[int, str]]] = {}
         # Returned names by owner, built once. It stays None when the node index misses a `yield`.
@@ -648,16 +648,7 @@ class ValueFlow:
 
     def class_attributes(self, node: ast.ClassDef) -> dict[str, list[ast.expr]]:
         """Return the values assigned to `self.<name>` in a class's methods, by attribute name."""
-        if node not in self._class_attributes:
-            found: dict[str, list[ast.expr]] = {}
-            for statement in self.model.subtree(node):
-                if isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None:
-                    targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
-                    for target in targets:
-                        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
-                            found.setdefault(target.attr, []).append(statement.value)
-            self._class_attributes[node] = found
-        return self._class_attributes[node]
+        return _class_attributes(node)  # type: ignore[return-value]
 
 
 class _Tracer:
@@ -1258,3 +1249,18 @@ def _walk_scope(scope_node: ast.AST) -> Iterator[ast.AST]:
 
 method = _method
 walk_scope = _walk_scope
+
+
+def _collect_class_attributes(node: ast.AST) -> dict[str, list[ast.expr]]:
+    found: dict[str, list[ast.expr]] = {}
+    for statement in subtree(node):
+        if isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None:
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            for target in targets:
+                if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+                    found.setdefault(target.attr, []).append(statement.value)
+    return found
+
+
+# Depends on the class's own subtree only, so it is kept across edits (see memo.py).
+_class_attributes = SubtreeMemo(_collect_class_attributes)

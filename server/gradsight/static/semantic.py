@@ -7,9 +7,10 @@ refers to anywhere in the file, including names bound after the place that uses 
 from __future__ import annotations
 
 import ast
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from gradsight.static.memo import SubtreeMemo
 
 ScopeNode = ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
 
@@ -92,11 +93,10 @@ class SemanticModel:
         # qualname() of expressions, memoised: many rules ask about the same call.
         self._qualnames: dict[ast.AST, str | None] = {}
         self._scope_of: dict[ast.AST, Scope] = {}
-        self._subtrees: dict[ast.AST, list[ast.AST]] = {}
         # qualname() of a name per (scope, name), with how many levels deeper its aliases led.
         self._name_qualnames: dict[tuple[Scope, str], tuple[str | None, int]] = {}
         self._deepest = 0  # the deepest level the current qualname() call reached
-        self._indexes = [_statement_index(statement) for statement in tree.body]
+        self._indexes = [_statement_index(statement) for statement in tree.body]  # type: ignore[misc]
         for statement, index in zip(tree.body, self._indexes):
             self._add_statement(statement, index)
 
@@ -142,12 +142,9 @@ class SemanticModel:
     def subtree(self, node: ast.AST) -> list[ast.AST]:
         """Return `node` and its descendants in `ast.walk` order.
 
-        The list is memoised because several rules walk each class, so callers must not modify it.
+        The list is memoised, and kept across edits while the node is unchanged, so callers must not modify it.
         """
-        found = self._subtrees.get(node)
-        if found is None:
-            found = self._subtrees[node] = walk(node)
-        return found
+        return subtree(node)
 
     def parent(self, node: ast.AST) -> ast.AST | None:
         return self.parents.get(node)
@@ -309,26 +306,6 @@ class _StatementIndex:
         if found is None:
             found = self._filtered[node_types] = [node for node in self.nodes if type(node) in node_types]
         return found
-
-
-# Indexes of recently seen top-level statements, by the statement node's identity (the value keeps the node alive).
-_STATEMENT_INDEXES: dict[int, tuple[ast.stmt, _StatementIndex]] = {}
-_STATEMENT_INDEXES_MAX = 20_000
-_indexes_lock = threading.Lock()
-
-
-def _statement_index(statement: ast.stmt) -> _StatementIndex:
-    entry = _STATEMENT_INDEXES.get(id(statement))
-    if entry is not None and entry[0] is statement:
-        return entry[1]
-    index = _StatementIndex(statement)
-    with _indexes_lock:
-        if len(_STATEMENT_INDEXES) >= _STATEMENT_INDEXES_MAX:
-            # Drop the older half; dictionaries keep insertion order.
-            for key in list(_STATEMENT_INDEXES)[: _STATEMENT_INDEXES_MAX // 2]:
-                del _STATEMENT_INDEXES[key]
-        _STATEMENT_INDEXES[id(statement)] = (statement, index)
-    return index
 
 
 class _BindingCollector(ast.NodeVisitor):
@@ -652,3 +629,13 @@ _LEAF_TYPES = frozenset(
     and node_type not in _VISITORS
     and not child_fields(node_type)
 )
+
+
+# Indexes of top-level statements and subtrees, kept while their nodes are unchanged.
+_statement_index = SubtreeMemo(_StatementIndex)
+_subtree = SubtreeMemo(walk)
+
+
+def subtree(node: ast.AST) -> list[ast.AST]:
+    """Return `node` and its descendants in `ast.walk` order, memoised across edits; do not modify the list."""
+    return _subtree(node)  # type: ignore[return-value]

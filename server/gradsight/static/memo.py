@@ -1,0 +1,50 @@
+"""Results that depend on one node's subtree alone, kept across edits by the node's identity.
+
+The incremental parse (`incremental.py`) keeps the node objects of the top-level statements an
+edit did not touch. A result computed from such a node's own subtree, without looking at its
+parents or at the rest of the file, therefore stays right for as long as the node lives, and
+the checker can reuse it for the next version of the source instead of computing it again.
+
+A memo keeps its nodes alive, so an id cannot be reused by another node while its entry is
+there. Values are shared between analyses: no caller may modify them.
+"""
+
+from __future__ import annotations
+
+import ast
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+Value = TypeVar("Value")
+
+# Entries per memo; when it is full, the older half is dropped. Several open files of a few
+# thousand lines fit.
+DEFAULT_LIMIT = 20_000
+
+
+class SubtreeMemo(Generic[Value]):
+    """Call `compute(node)` once per node, and return the stored result for the same node after."""
+
+    def __init__(self, compute: Callable[[ast.AST], Value], limit: int = DEFAULT_LIMIT) -> None:
+        self._compute = compute
+        self._limit = limit
+        self._entries: dict[int, tuple[ast.AST, Value]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, node: ast.AST) -> Value:
+        entry = self._entries.get(id(node))
+        if entry is not None and entry[0] is node:
+            return entry[1]
+        value = self._compute(node)
+        with self._lock:
+            if len(self._entries) >= self._limit:
+                # Dictionaries keep insertion order, so this drops the entries stored first.
+                for key in list(self._entries)[: self._limit // 2]:
+                    del self._entries[key]
+            self._entries[id(node)] = (node, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
