@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from gradsight.static import torch_api
 from gradsight.static.kinds import PARAMETER_ITERATORS, KindInference
 from gradsight.static.memo import SubtreeMemo
-from gradsight.static.semantic import Binding, SemanticModel, child_fields, child_nodes, subtree, walk
+from gradsight.static.semantic import Binding, SemanticModel, StatementIndex, child_fields, child_nodes, subtree, walk
 from gradsight.static.values import ValueResolver
 
 if TYPE_CHECKING:
@@ -355,20 +355,12 @@ class ValueFlow:
         if self._returns_grouped:
             return self._owners_of_returns
         self._returns_grouped = True
-        model = self.model
-        if _has_unindexed_yield(model):
-            return None
         owners: dict[ast.AST, set[str]] = {}
-        for node_type in (ast.Return, ast.Yield, ast.YieldFrom):
-            for node in model.nodes_of(node_type):
-                if node.value is None:  # type: ignore[attr-defined]
-                    continue
-                owner = model.parent(node)
-                while owner is not None and not isinstance(owner, (ast.Module, *_NESTED_SCOPES)):
-                    owner = model.parent(owner)
-                if owner is not None:
-                    names = owners.setdefault(owner, set())
-                    names.update(name.id for name in ast.walk(node.value) if isinstance(name, ast.Name))  # type: ignore[attr-defined]
+        for index in self.model.statement_indexes:
+            found = _returns_by_owner(index)
+            if found is None:
+                return None
+            owners.update(found)  # each owner lies in one statement
         self._owners_of_returns = owners
         return owners
 
@@ -1227,17 +1219,42 @@ def _scope_nodes(scope_node: ast.AST) -> list[ast.AST]:
     return found
 
 
-def _has_unindexed_yield(model: SemanticModel) -> bool:
+def _group_returns(index: StatementIndex) -> dict[ast.AST, set[str]] | None:
+    """Group the names in the `return` and `yield` values of one top-level statement by the function or class whose body has them.
+
+    Returns None when a `yield` sits where the node index does not reach (see `_has_unindexed_yield`).
+    """
+    if _has_unindexed_yield(index):
+        return None
+    owners: dict[ast.AST, set[str]] = {}
+    for node_type in (ast.Return, ast.Yield, ast.YieldFrom):
+        for node in index.nodes_of(node_type):
+            if node.value is None:  # type: ignore[attr-defined]
+                continue
+            owner = index.parent(node)
+            while owner is not None and not isinstance(owner, (ast.Module, *_NESTED_SCOPES)):
+                owner = index.parent(owner)
+            if owner is not None:
+                names = owners.setdefault(owner, set())
+                names.update(name.id for name in subtree(node.value) if isinstance(name, ast.Name))  # type: ignore[attr-defined]
+    return owners
+
+
+# Depends on one statement alone, so it is kept across edits (see memo.py).
+_returns_by_owner = SubtreeMemo(_group_returns)
+
+
+def _has_unindexed_yield(index: StatementIndex) -> bool:
     """Tell whether a `yield` sits in a parameter annotation or a comprehension target, which SemanticModel does not index."""
     hidden: list[ast.AST] = []
     for function_type in (ast.FunctionDef, ast.AsyncFunctionDef):
-        for function in model.nodes_of(function_type):
+        for function in index.nodes_of(function_type):
             arguments = function.args  # type: ignore[attr-defined]
             for arg in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg, arguments.kwarg]:
                 if arg is not None and arg.annotation is not None:
                     hidden.append(arg.annotation)
     for comprehension_type in (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp):
-        for comprehension in model.nodes_of(comprehension_type):
+        for comprehension in index.nodes_of(comprehension_type):
             hidden.extend(generator.target for generator in comprehension.generators)  # type: ignore[attr-defined]
     return any(isinstance(node, (ast.Yield, ast.YieldFrom)) for root in hidden for node in walk(root))
 

@@ -231,7 +231,7 @@ class KindInference:
     def _infer_returned_kind(self, function: ast.FunctionDef | ast.AsyncFunctionDef, depth: int) -> Kind | None:
         returns = [
             node.value
-            for node in ast.walk(function)
+            for node in self.model.subtree(function)
             if isinstance(node, ast.Return) and self.model.enclosing_function(node) is function
         ]
         if not returns or any(value is None for value in returns):

@@ -1,4 +1,4 @@
-"""Results that depend on one node's subtree alone, kept across edits by the node's identity.
+"""Results that depend on one node's subtree alone (or one statement's index), kept across edits by the node's identity.
 
 The incremental parse (`incremental.py`) keeps the node objects of the top-level statements an
 edit did not touch. A result computed from such a node's own subtree, without looking at its
@@ -11,10 +11,9 @@ there. Values are shared between analyses: no caller may modify them.
 
 from __future__ import annotations
 
-import ast
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Value = TypeVar("Value")
 
@@ -26,13 +25,13 @@ DEFAULT_LIMIT = 20_000
 class SubtreeMemo(Generic[Value]):
     """Call `compute(node)` once per node, and return the stored result for the same node after."""
 
-    def __init__(self, compute: Callable[[ast.AST], Value], limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(self, compute: Callable[[Any], Value], limit: int = DEFAULT_LIMIT) -> None:
         self._compute = compute
         self._limit = limit
-        self._entries: dict[int, tuple[ast.AST, Value]] = {}
+        self._entries: dict[int, tuple[object, Value]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, node: ast.AST) -> Value:
+    def __call__(self, node: object) -> Value:
         entry = self._entries.get(id(node))
         if entry is not None and entry[0] is node:
             return entry[1]

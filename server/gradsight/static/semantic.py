@@ -100,7 +100,7 @@ class SemanticModel:
         for statement, index in zip(tree.body, self._indexes):
             self._add_statement(statement, index)
 
-    def _add_statement(self, statement: ast.stmt, index: _StatementIndex) -> None:
+    def _add_statement(self, statement: ast.stmt, index: StatementIndex) -> None:
         """Merge what collecting one top-level statement found into this model, in walk order."""
         self.nodes.extend(index.nodes)
         for node_type, nodes in index.nodes_by_type.items():
@@ -124,6 +124,11 @@ class SemanticModel:
             module_scope.add(Binding(binding.name, binding.kind, binding.node, module_scope, binding.value, binding.index, binding.qualname))
 
     # Structure
+
+    @property
+    def statement_indexes(self) -> list[StatementIndex]:
+        """The index of each top-level statement, in order: for results that can be kept per statement across edits."""
+        return self._indexes
 
     def calls_named(self, name: str) -> list[ast.Call]:
         """Return the calls of `name()` and `<anything>.name()` in the file."""
@@ -280,7 +285,7 @@ class _ModuleStandIn(Scope):
         self.ordered.append(binding)
 
 
-class _StatementIndex:
+class StatementIndex:
     """Parent links, scopes, bindings and the node index of one top-level statement.
 
     None of it depends on the rest of the file, so the language server's incremental parse,
@@ -301,6 +306,13 @@ class _StatementIndex:
         collector = _BindingCollector(self)
         collector.visit(statement)
 
+    def nodes_of(self, node_type: type[ast.AST]) -> list[ast.AST]:
+        return self.nodes_by_type.get(node_type, [])
+
+    def parent(self, node: ast.AST) -> ast.AST | None:
+        """Return the parent of a node inside the statement; None for the statement itself."""
+        return self.parents.get(node)
+
     def nodes_of_types(self, node_types: frozenset[type[ast.AST]]) -> list[ast.AST]:
         found = self._filtered.get(node_types)
         if found is None:
@@ -311,7 +323,7 @@ class _StatementIndex:
 class _BindingCollector(ast.NodeVisitor):
     """Fill a statement index's parent links, scopes and bindings in one walk."""
 
-    def __init__(self, model: _StatementIndex) -> None:
+    def __init__(self, model: StatementIndex) -> None:
         self.model = model
         self.scope: Scope = model.module_scope
 
@@ -632,7 +644,7 @@ _LEAF_TYPES = frozenset(
 
 
 # Indexes of top-level statements and subtrees, kept while their nodes are unchanged.
-_statement_index = SubtreeMemo(_StatementIndex)
+_statement_index = SubtreeMemo(StatementIndex)
 _subtree = SubtreeMemo(walk)
 
 

@@ -12,7 +12,8 @@ import ast
 import math
 from dataclasses import dataclass
 
-from gradsight.static.semantic import Binding, SemanticModel
+from gradsight.static.memo import SubtreeMemo
+from gradsight.static.semantic import Binding, SemanticModel, StatementIndex
 
 _MAX_DEPTH = 30
 _ARITHMETIC = {
@@ -213,24 +214,7 @@ class ValueResolver:
         if not isinstance(base, ast.Name):
             return False
         if self._mutations is None:
-            self._mutations = set()
-            candidates = [*self.model.nodes_of(ast.Attribute), *self.model.nodes_of(ast.Subscript), *self.model.nodes_of(ast.Call)]
-            for node in candidates:
-                target_key = None
-                if isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
-                    target_key = node.attr
-                elif isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del)):
-                    if isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
-                        target_key = node.slice.value
-                    else:
-                        target_key = "*"
-                elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-                    if node.func.attr in ("update", "setdefault", "pop", "__setitem__", "merge_from_file", "merge_from_list"):
-                        target_key, node = "*", node.func
-                elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr" and node.args:
-                    target_key, node = "*", ast.Attribute(value=node.args[0], attr="*")
-                if target_key is not None and isinstance(node.value, ast.Name):  # type: ignore[union-attr]
-                    self._mutations.add((node.value.id, target_key))  # type: ignore[union-attr]
+            self._mutations = set().union(*(_mutations_in(index) for index in self.model.statement_indexes))
         return (base.id, key) in self._mutations or (base.id, "*") in self._mutations
 
     def _calls_named(self, name: str) -> list[ast.Call]:
@@ -572,3 +556,30 @@ def _first_option(call: ast.Call) -> str | None:
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
             return arg.value
     return None
+
+
+def _find_mutations(index: StatementIndex) -> frozenset[tuple[str, str]]:
+    """Return the (name, key) pairs that one top-level statement writes: `name.key = ...`, `name[key] = ...`, `name.update(...)` ("*")."""
+    found: set[tuple[str, str]] = set()
+    candidates = [*index.nodes_of(ast.Attribute), *index.nodes_of(ast.Subscript), *index.nodes_of(ast.Call)]
+    for node in candidates:
+        target_key = None
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            target_key = node.attr
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            if isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+                target_key = node.slice.value
+            else:
+                target_key = "*"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ("update", "setdefault", "pop", "__setitem__", "merge_from_file", "merge_from_list"):
+                target_key, node = "*", node.func
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr" and node.args:
+            target_key, node = "*", ast.Attribute(value=node.args[0], attr="*")
+        if target_key is not None and isinstance(node.value, ast.Name):  # type: ignore[union-attr]
+            found.add((node.value.id, target_key))  # type: ignore[union-attr]
+    return frozenset(found)
+
+
+# Depends on one statement alone, so it is kept across edits (see memo.py).
+_mutations_in = SubtreeMemo(_find_mutations)
