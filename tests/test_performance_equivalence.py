@@ -169,3 +169,28 @@ def test_semantic_model_from_reused_statements_matches_a_fresh_one(edit):
     incremental.parse(original)
     _model_summary(original)
     assert _model_summary(edited) == fresh
+
+
+@pytest.mark.parametrize(
+    ("import_line", "expected"),
+    [
+        ("from torch.optim import SGD", ["GS101"]),
+        ("from mylib.optim import SGD", []),  # another SGD: no torch learning-rate rule applies
+        ("from torch.optim import Adam as SGD", ["GS101"]),
+    ],
+)
+def test_results_follow_an_edited_import_in_another_statement(import_line, expected):
+    # Qualified names found for unchanged statements are reused only while the module's imports are the same.
+    body = "\n\ndef train(model):\n    opt = SGD(model.parameters(), lr=1e-12)\n    return opt\n"
+    incremental.clear_cache()
+    for first in ("from torch.optim import SGD", "from mylib.optim import SGD", import_line):
+        check_source(first + body)
+    assert [finding.code for finding in check_source(import_line + body).findings] == expected
+
+
+def test_results_follow_an_alias_edited_in_another_statement():
+    body = "\n\ndef train(model):\n    return Optim(model.parameters(), lr=1e-12)\n"
+    incremental.clear_cache()
+    assert [f.code for f in check_source("import torch\nOptim = torch.optim.SGD" + body).findings] == ["GS101"]
+    assert [f.code for f in check_source("import torch\nOptim = torch.optim.XYZ" + body).findings] == []
+    assert [f.code for f in check_source("import torch\nOptim = torch.optim.SGD" + body).findings] == ["GS101"]

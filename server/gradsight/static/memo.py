@@ -23,9 +23,12 @@ DEFAULT_LIMIT = 20_000
 
 
 class SubtreeMemo(Generic[Value]):
-    """Call `compute(node)` once per node, and return the stored result for the same node after."""
+    """Call `compute(node)` once per node, and return the stored result for the same node after.
 
-    def __init__(self, compute: Callable[[Any], Value], limit: int = DEFAULT_LIMIT) -> None:
+    Without `compute`, values are stored and read with `store` and `get` only.
+    """
+
+    def __init__(self, compute: Callable[[Any], Value] | None = None, limit: int = DEFAULT_LIMIT) -> None:
         self._compute = compute
         self._limit = limit
         self._entries: dict[int, tuple[object, Value]] = {}
@@ -35,14 +38,22 @@ class SubtreeMemo(Generic[Value]):
         entry = self._entries.get(id(node))
         if entry is not None and entry[0] is node:
             return entry[1]
-        value = self._compute(node)
+        value = self._compute(node)  # type: ignore[misc]
+        self.store(node, value)
+        return value
+
+    def get(self, node: object, default: Any = None) -> Any:
+        """Return the stored value for `node`, or `default` when there is none."""
+        entry = self._entries.get(id(node))
+        return entry[1] if entry is not None and entry[0] is node else default
+
+    def store(self, node: object, value: Value) -> None:
         with self._lock:
             if len(self._entries) >= self._limit:
                 # Dictionaries keep insertion order, so this drops the entries stored first.
                 for key in list(self._entries)[: self._limit // 2]:
                     del self._entries[key]
             self._entries[id(node)] = (node, value)
-        return value
 
     def clear(self) -> None:
         with self._lock:

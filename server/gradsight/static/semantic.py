@@ -7,6 +7,8 @@ refers to anywhere in the file, including names bound after the place that uses 
 from __future__ import annotations
 
 import ast
+import itertools
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -90,8 +92,6 @@ class SemanticModel:
         self.calls_by_name: dict[str, list[ast.Call]] = {}
         self.module_scope = Scope(tree, None)
         self.scopes[tree] = self.module_scope
-        # qualname() of expressions, memoised: many rules ask about the same call.
-        self._qualnames: dict[ast.AST, str | None] = {}
         self._scope_of: dict[ast.AST, Scope] = {}
         # qualname() of a name per (scope, name), with how many levels deeper its aliases led.
         self._name_qualnames: dict[tuple[Scope, str], tuple[str | None, int]] = {}
@@ -99,6 +99,9 @@ class SemanticModel:
         self._indexes = [_statement_index(statement) for statement in tree.body]  # type: ignore[misc]
         for statement, index in zip(tree.body, self._indexes):
             self._add_statement(statement, index)
+        # What the module scope binds, as far as qualname() can tell: equal for two sources, the
+        # qualnames of unchanged statements are equal too, and are reused from the last analysis.
+        self._environment = _environment_id(tuple(index.module_signature() for index in self._indexes))
 
     def _add_statement(self, statement: ast.stmt, index: StatementIndex) -> None:
         """Merge what collecting one top-level statement found into this model, in walk order."""
@@ -223,10 +226,13 @@ class SemanticModel:
             self._deepest = _depth
             return None
         if _depth == 0:
-            if expr not in self._qualnames:
-                self._deepest = 0
-                self._qualnames[expr] = self.qualname(expr, 1)
-            return self._qualnames[expr]
+            stored = _qualnames.get(expr)
+            if stored is not None and stored[0] == self._environment:
+                return stored[1]
+            self._deepest = 0
+            found = self.qualname(expr, 1)
+            _qualnames.store(expr, (self._environment, found))
+            return found
         if _depth > self._deepest:
             self._deepest = _depth
         if isinstance(expr, ast.Name):
@@ -303,8 +309,24 @@ class StatementIndex:
         self.functions: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
         self.module_scope = _ModuleStandIn(None, None)  # type: ignore[arg-type]
         self._filtered: dict[frozenset[type[ast.AST]], list[ast.AST]] = {}
+        self._signature: tuple | None = None
         collector = _BindingCollector(self)
         collector.visit(statement)
+
+    def module_signature(self) -> tuple:
+        """Describe the module-level bindings of the statement as far as they decide qualname() anywhere in the file."""
+        if self._signature is None:
+            self._signature = tuple(
+                (
+                    binding.name,
+                    binding.kind,
+                    binding.qualname,
+                    binding.index,
+                    ast.dump(binding.value) if isinstance(binding.value, (ast.Name, ast.Attribute)) else None,
+                )
+                for binding in self.module_scope.ordered
+            )
+        return self._signature
 
     def nodes_of(self, node_type: type[ast.AST]) -> list[ast.AST]:
         return self.nodes_by_type.get(node_type, [])
@@ -646,6 +668,22 @@ _LEAF_TYPES = frozenset(
 # Indexes of top-level statements and subtrees, kept while their nodes are unchanged.
 _statement_index = SubtreeMemo(StatementIndex)
 _subtree = SubtreeMemo(walk)
+# qualname() of expressions, with the environment it was found in: (environment id, qualname).
+_qualnames: SubtreeMemo[tuple[int, str | None]] = SubtreeMemo(limit=100_000)
+_environments: dict[tuple, int] = {}
+_environments_lock = threading.Lock()
+_environment_numbers = itertools.count(1)
+
+
+def _environment_id(signature: tuple) -> int:
+    """Return a number that stands for a module environment: the same number for equal signatures."""
+    found = _environments.get(signature)
+    if found is None:
+        with _environments_lock:
+            if len(_environments) > 1_000:
+                _environments.clear()  # the numbers handed out before stay unique: they keep counting up
+            found = _environments[signature] = next(_environment_numbers)
+    return found
 
 
 def subtree(node: ast.AST) -> list[ast.AST]:
