@@ -95,6 +95,8 @@ class SemanticModel:
         self._scope_of: dict[ast.AST, Scope] = {}
         # qualname() of a name per (scope, name), with how many levels deeper its aliases led.
         self._name_qualnames: dict[tuple[Scope, str], tuple[str | None, int]] = {}
+        # qualname() of expressions, memoised: many rules ask about the same call.
+        self._qualnames: dict[ast.AST, str | None] = {}
         self._deepest = 0  # the deepest level the current qualname() call reached
         self._indexes = [_statement_index(statement) for statement in tree.body]  # type: ignore[misc]
         for statement, index in zip(tree.body, self._indexes):
@@ -226,12 +228,16 @@ class SemanticModel:
             self._deepest = _depth
             return None
         if _depth == 0:
+            if expr in self._qualnames:
+                return self._qualnames[expr]
             stored = _qualnames.get(expr)
             if stored is not None and stored[0] == self._environment:
-                return stored[1]
-            self._deepest = 0
-            found = self.qualname(expr, 1)
-            _qualnames.store(expr, (self._environment, found))
+                found = stored[1]
+            else:
+                self._deepest = 0
+                found = self.qualname(expr, 1)
+                _qualnames.store(expr, (self._environment, found))
+            self._qualnames[expr] = found
             return found
         if _depth > self._deepest:
             self._deepest = _depth
