@@ -131,6 +131,14 @@ def test_incremental_parse_reuses_unchanged_statements():
     assert _dump(after) == _full_parse(source.replace("return 2", "return 3"))
 
 
+def _called_names(model) -> list[str]:
+    names = []
+    for call in model.nodes_of(ast.Call):
+        func = call.func
+        names.append(func.id if isinstance(func, ast.Name) else getattr(func, "attr", ""))
+    return sorted(set(names))
+
+
 def _model_summary(source: str) -> tuple:
     """Describe a semantic model by positions and names only, so that models of different trees compare."""
     from gradsight.static.semantic import SemanticModel
@@ -148,7 +156,7 @@ def _model_summary(source: str) -> tuple:
         [(where(node), where(parent)) for node, parent in model.parents.items() if hasattr(node, "lineno")],
         sorted((where(node), bindings(scope), sorted(scope.global_names)) for node, scope in model.scopes.items() if node is not model.tree),
         bindings(model.module_scope),
-        {name: [where(call) for call in calls] for name, calls in model.calls_by_name.items()},
+        {name: [where(call) for call in model.calls_named(name)] for name in _called_names(model)},
         {name: [where(node) for node in nodes] for name, nodes in model.classes.items()},
         {name: [where(node) for node in nodes] for name, nodes in model.functions.items()},
     )

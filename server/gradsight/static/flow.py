@@ -1236,7 +1236,7 @@ def _group_returns(index: StatementIndex) -> dict[ast.AST, set[str]] | None:
                 owner = index.parent(owner)
             if owner is not None:
                 names = owners.setdefault(owner, set())
-                names.update(name.id for name in subtree(node.value) if isinstance(name, ast.Name))  # type: ignore[attr-defined]
+                names.update(name.id for name in walk(node.value) if isinstance(name, ast.Name))  # type: ignore[attr-defined]
     return owners
 
 

@@ -28,6 +28,8 @@ import ast
 import threading
 from dataclasses import dataclass
 
+from gradsight.static import memo
+
 # Recent parses to compare a new source with: the language server checks several open files in turn.
 _CACHE_SIZE = 8
 
@@ -71,6 +73,7 @@ def parse(source: str) -> ast.Module:
     else:
         lines = None
     tree = ast.parse(source, type_comments=False)
+    memo.clear_all()  # no node of the earlier trees is in this one
     if lines is not None:
         _remember(source, lines, tree)
     return tree

@@ -7,6 +7,12 @@ the checker can reuse it for the next version of the source instead of computing
 
 A memo keeps its nodes alive, so an id cannot be reused by another node while its entry is
 there. Values are shared between analyses: no caller may modify them.
+
+A full parse makes new nodes for every statement, so the entries of earlier trees can only
+serve another file that is still edited incrementally. `incremental.parse` calls `clear_all`
+after each full parse: checking many files in a row (the CLI) then holds the memos of one file
+at a time, and the language server loses the kept results of its other open files, which
+costs one slower check of the next file edited.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class SubtreeMemo(Generic[Value]):
         self._limit = limit
         self._entries: dict[int, tuple[object, Value]] = {}
         self._lock = threading.Lock()
+        _ALL.append(self)
 
     def __call__(self, node: object) -> Value:
         entry = self._entries.get(id(node))
@@ -48,13 +55,23 @@ class SubtreeMemo(Generic[Value]):
         return entry[1] if entry is not None and entry[0] is node else default
 
     def store(self, node: object, value: Value) -> None:
-        with self._lock:
-            if len(self._entries) >= self._limit:
+        if len(self._entries) >= self._limit:
+            with self._lock:
                 # Dictionaries keep insertion order, so this drops the entries stored first.
                 for key in list(self._entries)[: self._limit // 2]:
-                    del self._entries[key]
-            self._entries[id(node)] = (node, value)
+                    self._entries.pop(key, None)
+        # One assignment needs no lock: the interpreter runs it whole.
+        self._entries[id(node)] = (node, value)
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+_ALL: list[SubtreeMemo] = []
+
+
+def clear_all() -> None:
+    """Empty every memo."""
+    for memo in _ALL:
+        memo.clear()

@@ -86,10 +86,10 @@ class SemanticModel:
         self.scopes: dict[ast.AST, Scope] = {}
         self.classes: dict[str, list[ast.ClassDef]] = {}
         self.functions: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
-        # Every node of the tree by type, in walk order, and every call by the name it calls (`f()`, `x.f()`).
-        self.nodes: list[ast.AST] = []
-        self.nodes_by_type: dict[type[ast.AST], list[ast.AST]] = {}
-        self.calls_by_name: dict[str, list[ast.Call]] = {}
+        # Nodes by type, in walk order, and calls by the name they call (`f()`, `x.f()`), gathered
+        # from the statement indexes on the first request.
+        self._nodes_by_type: dict[type[ast.AST], list[ast.AST]] = {}
+        self._calls_by_name: dict[str, list[ast.Call]] = {}
         self.module_scope = Scope(tree, None)
         self.scopes[tree] = self.module_scope
         self._scope_of: dict[ast.AST, Scope] = {}
@@ -107,15 +107,6 @@ class SemanticModel:
 
     def _add_statement(self, statement: ast.stmt, index: StatementIndex) -> None:
         """Merge what collecting one top-level statement found into this model, in walk order."""
-        self.nodes.extend(index.nodes)
-        for node_type, nodes in index.nodes_by_type.items():
-            same_type = self.nodes_by_type.get(node_type)
-            if same_type is None:
-                self.nodes_by_type[node_type] = list(nodes)
-            else:
-                same_type.extend(nodes)
-        for name, calls in index.calls_by_name.items():
-            self.calls_by_name.setdefault(name, []).extend(calls)
         for name, classes in index.classes.items():
             self.classes.setdefault(name, []).extend(classes)
         for name, functions in index.functions.items():
@@ -135,12 +126,28 @@ class SemanticModel:
         """The index of each top-level statement, in order: for results that can be kept per statement across edits."""
         return self._indexes
 
+    @property
+    def nodes(self) -> list[ast.AST]:
+        """Every node of the tree but the module, in walk order."""
+        return [node for index in self._indexes for node in index.nodes]
+
     def calls_named(self, name: str) -> list[ast.Call]:
-        """Return the calls of `name()` and `<anything>.name()` in the file."""
-        return self.calls_by_name.get(name, [])
+        """Return the calls of `name()` and `<anything>.name()` in the file; do not modify the list."""
+        found = self._calls_by_name.get(name)
+        if found is None:
+            found = self._calls_by_name[name] = []
+            for index in self._indexes:
+                found.extend(index.calls_by_name.get(name, ()))
+        return found
 
     def nodes_of(self, node_type: type[ast.AST]) -> list[ast.AST]:
-        return self.nodes_by_type.get(node_type, [])
+        """Return the nodes of one type in walk order; do not modify the list."""
+        found = self._nodes_by_type.get(node_type)
+        if found is None:
+            found = self._nodes_by_type[node_type] = []
+            for index in self._indexes:
+                found.extend(index.nodes_by_type.get(node_type, ()))
+        return found
 
     def nodes_of_types(self, node_types: frozenset[type[ast.AST]]) -> list[ast.AST]:
         """Return the nodes whose type is one of `node_types`, in the order of `nodes`."""
