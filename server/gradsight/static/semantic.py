@@ -10,6 +10,7 @@ import ast
 import itertools
 import threading
 from collections.abc import Iterator
+from typing import Any
 from dataclasses import dataclass, field
 
 from gradsight.static.memo import SubtreeMemo
@@ -133,20 +134,19 @@ class SemanticModel:
 
     def calls_named(self, name: str) -> list[ast.Call]:
         """Return the calls of `name()` and `<anything>.name()` in the file; do not modify the list."""
-        found = self._calls_by_name.get(name)
-        if found is None:
-            found = self._calls_by_name[name] = []
-            for index in self._indexes:
-                found.extend(index.calls_by_name.get(name, ()))
-        return found
+        return self._gathered(self._calls_by_name, "calls_by_name", name)
 
     def nodes_of(self, node_type: type[ast.AST]) -> list[ast.AST]:
         """Return the nodes of one type in walk order; do not modify the list."""
-        found = self._nodes_by_type.get(node_type)
+        return self._gathered(self._nodes_by_type, "nodes_by_type", node_type)
+
+    def _gathered(self, cache: dict, field_name: str, key: Any) -> list:
+        """Join the lists that the statement indexes keep under `key` in one of their dictionaries, once per key."""
+        found = cache.get(key)
         if found is None:
-            found = self._nodes_by_type[node_type] = []
+            found = cache[key] = []
             for index in self._indexes:
-                found.extend(index.nodes_by_type.get(node_type, ()))
+                found.extend(getattr(index, field_name).get(key, ()))
         return found
 
     def nodes_of_types(self, node_types: frozenset[type[ast.AST]]) -> list[ast.AST]:
