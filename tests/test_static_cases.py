@@ -44,3 +44,10 @@ def test_case_has_no_unexpected_warnings(name):
 def test_clean_case_gets_no_warning(name):
     result = check_file(CASES / name)
     assert [f for f in result.findings if f.severity >= Severity.WARNING] == []
+
+
+def test_long_correct_training_program_gets_no_warning():
+    # The 2,000-line benchmark input: ResNet, ViT, GRU and U-Net, AMP with GradScaler, accumulation, EMA, checkpoints.
+    result = check_file(Path(__file__).parents[1] / "bench" / "inputs" / "long_train.py")
+    assert result.error is None
+    assert [f for f in result.findings if f.severity >= Severity.WARNING] == []
