@@ -179,6 +179,10 @@ class DebugSession:
             except ProcessLookupError:
                 pass
         self._socket.close()
+        # The output reader stops at end of file; close the pipe after it.
+        self._output_reader.join(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
     def _connect(self) -> socket.socket:
         deadline = time.monotonic() + CONNECT_TIMEOUT_S

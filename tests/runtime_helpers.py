@@ -35,8 +35,12 @@ class LspStdioClient:
         self._next_id = 0
         self._messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stderr: list[bytes] = []
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
         self.request("initialize", {"processId": os.getpid(), "capabilities": {}, "rootUri": None})
         self.notify("initialized", {})
 
@@ -67,6 +71,20 @@ class LspStdioClient:
         except (AssertionError, OSError, subprocess.TimeoutExpired):
             self.process.kill()
             self.process.wait(timeout=10)
+        finally:
+            self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        # The readers stop at end of file once the server has exited; closing the pipes after
+        # them keeps ResourceWarnings about unclosed files out of later tests.
+        for reader in self._readers:
+            reader.join(timeout=10)
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass  # stdin may fail to flush into a server that has already exited
 
     def stderr_text(self) -> str:
         return b"".join(self.stderr).decode("utf-8", "replace")
