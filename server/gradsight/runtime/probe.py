@@ -166,7 +166,7 @@ def _describe_model_candidate(expression, model):
     tensors = list(model.parameters())
     return {
         "expression": expression,
-        "type": type(model).__name__,
+        "type": _module_class(model).__name__,
         "parameters": sum(int(p.numel()) for p in tensors),
         "tensors": len(tensors),
         "devices": sorted({str(p.device) for p in tensors}),
@@ -211,7 +211,7 @@ def snapshot(model, optimizer, namespace):
     distributed = _describe_distributed(torch, notes)
     registered = [entry for entry in parameters if entry["registered"]]
     if not registered:
-        notes.append("%s has no parameters." % type(model).__name__)
+        notes.append("%s has no parameters." % _module_class(model).__name__)
 
     payload = {
         "probe": getattr(sys.modules.get(MODULE_NAME), "PROBE_VERSION", PROBE_API),
@@ -339,13 +339,13 @@ def _describe_layers(model, owners):
     next_type = {}
     for position, (name, module) in enumerate(leaves):
         later = leaves[position + 1] if position + 1 < len(leaves) else None
-        next_type[id(module)] = type(later[1]).__name__ if later is not None else None
+        next_type[id(module)] = _module_class(later[1]).__name__ if later is not None else None
 
     layers = []
     for name, module, registered in owners:
         layers.append({
             "name": name,
-            "type": type(module).__name__ if module is not None else "Tensor",
+            "type": _module_class(module).__name__ if module is not None else "Tensor",
             "training": bool(module.training) if module is not None else None,
             "next": next_type.get(id(module)) if module is not None else None,
             "registered": registered,
@@ -365,6 +365,7 @@ def _measure_tensors(torch, entries, tensors, notes):
         if local is not tensor:
             local_count += 1
         entry["local"] = local is not tensor
+        entry["placements"], entry["replicas"], entry["partial"] = _placements(tensor)
         entry["shape"] = list(tensor.shape)
         entry["dtype"] = str(tensor.dtype).replace("torch.", "")
         entry["device"] = str(local.device)
@@ -374,6 +375,7 @@ def _measure_tensors(torch, entries, tensors, notes):
         entry["hasGrad"] = grad is not None
         entry["gradSparse"] = bool(grad is not None and grad.layout != torch.strided)
         entry["gradNew"] = _is_new_gradient(tensor, grad)
+        entry["gradPlacements"], entry["gradReplicas"], entry["gradPartial"] = _placements(grad)
         _clear_statistics(entry)
 
     if local_count:
@@ -437,12 +439,37 @@ def _clear_statistics(entry):
         entry[key] = None
 
 
+def _placements(tensor):
+    """Return how a DTensor is laid out over the ranks: (placements, replicas, partial).
+
+    `placements` lists them as text, e.g. ["Shard(dim=0)"]. `replicas` is the number of ranks
+    that have a copy of each local value, the product of the mesh sizes of the Replicate
+    dimensions. The summed squares of all ranks' local values divided by it is the squared
+    norm of the whole tensor. `partial` says that the local values are addends of the tensor (a Partial
+    placement: a reduction not done yet), so no per-rank statistic gives its norm. All three
+    are None for a tensor that is not a DTensor. Reading the mesh sizes sends nothing.
+    """
+    if not _is_dtensor(tensor):
+        return None, None, None
+
+    mesh = tensor.device_mesh
+    replicas = 1
+    partial = False
+    for dimension, placement in enumerate(tensor.placements):
+        if placement.is_replicate():
+            replicas *= mesh.size(dimension)
+        elif placement.is_partial():
+            partial = True
+    return [str(placement) for placement in tensor.placements], replicas, partial
+
+
+def _is_dtensor(tensor):
+    return tensor is not None and type(tensor).__name__ == "DTensor" and hasattr(tensor, "to_local")
+
+
 def _local_tensor(tensor):
     """Return this rank's part of a DTensor, or the tensor itself; no communication happens."""
-    to_local = getattr(tensor, "to_local", None)
-    if to_local is not None and type(tensor).__name__ == "DTensor":
-        return to_local()
-    return tensor
+    return tensor.to_local() if _is_dtensor(tensor) else tensor
 
 
 def _dense_values(torch, tensor):
@@ -662,12 +689,25 @@ def _describe_distributed(torch, notes):
     return {"rank": rank, "worldSize": world_size, "backend": str(distributed.get_backend())}
 
 
+def _module_class(module):
+    """Return the class of `module`, or the class it had before `fully_shard` (FSDP2) changed it.
+
+    `fully_shard` gives a module a new class `FSDP<Name>` derived from `FSDPModule` and the old
+    class. Names, source lookup and layer types use the old one.
+    """
+    mro = type(module).__mro__
+    for position, cls in enumerate(mro[:-1]):
+        if cls.__name__ == "FSDPModule" and cls.__module__.startswith("torch.distributed.fsdp"):
+            return mro[position + 1]
+    return type(module)
+
+
 def _describe_model(model, registered, namespace):
     names = [name for name, value in (namespace or {}).items() if value is model and not name.startswith("__")]
     devices = sorted({entry["device"] for entry in registered})
     return {
-        "type": type(model).__name__,
-        "module": type(model).__module__,
+        "type": _module_class(model).__name__,
+        "module": _module_class(model).__module__,
         "names": names,
         "training": bool(model.training),
         "parameterCount": sum(entry["numel"] for entry in registered),
@@ -686,7 +726,7 @@ def _class_files(model):
     files = []
     seen = set()
     for module in model.modules():
-        cls = type(module)
+        cls = _module_class(module)
         if cls.__module__.split(".")[0] == "torch" or cls in seen:
             continue
         seen.add(cls)

@@ -53,6 +53,10 @@ class _ModelRecord:
     latest_step: int = 0
     due: bool = True
     rank_findings: list[dict[str, Any]] = field(default_factory=list)
+    # FSDP2 runs forward and backward on unsharded copies of the registered (sharded) parameters,
+    # so the loss graph reaches those copies. These are their ids, taken after each FSDP module's
+    # forward.
+    unsharded_ids: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -87,6 +91,7 @@ class TrainingRecorder:
         self.namespace: dict[str, Any] = {}
         self.rank = 0
         self._depth = 0
+        self._outer_record: _ModelRecord | None = None
         self._in_backward = False
         self._handles: list[Any] = []
         self._patches: list[tuple[Any, str, Any]] = []
@@ -151,11 +156,17 @@ class TrainingRecorder:
 
     def _before_forward(self, module: Any, args: Any) -> None:
         if self._depth == 0:
-            self._add_model(module)
+            self._outer_record = self._add_model(module)
         self._depth += 1
 
     def _after_forward(self, module: Any, args: Any, output: Any) -> None:
         self._depth = max(0, self._depth - 1)
+        if self._outer_record is not None and _is_fully_sharded(module):
+            # Global hooks run before the module's own, so FSDP2 has not resharded the module yet
+            # and its registered parameters are still the unsharded copies in the loss graph.
+            self._outer_record.unsharded_ids.update(
+                id(p) for p in module.parameters() if type(p).__name__ != "DTensor"
+            )
 
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._add_optimizer(optimizer)
@@ -173,6 +184,9 @@ class TrainingRecorder:
 
         self._in_backward = True
         self.namespace = _main_namespace()
+        if distributed.is_distributed():
+            # Kept for the report, in case the script destroys the process group before it ends.
+            self.rank = distributed.rank()
         try:
             reached = self._record_leaves(roots)
             result = call()
@@ -186,15 +200,18 @@ class TrainingRecorder:
 
     # Models, optimizers and leaves.
 
-    def _add_model(self, module: Any) -> None:
+    def _add_model(self, module: Any) -> _ModelRecord | None:
+        """Record `module` as a model unless it has no parameters; return its record."""
         wrapper = None
         if type(module).__name__ == "DistributedDataParallel" and hasattr(module, "module"):
             wrapper, module = module, module.module
         if id(module) in self.models:
-            return
+            return self.models[id(module)]
         if not any(True for _ in module.parameters()) and not self._has_unregistered(module):
-            return  # A loss module or an activation called on its own.
-        self.models[id(module)] = _ModelRecord(module, wrapper)
+            return None  # A loss module or an activation called on its own.
+        record = _ModelRecord(module, wrapper)
+        self.models[id(module)] = record
+        return record
 
     def _has_unregistered(self, module: Any) -> bool:
         return any(True for _ in probe._unregistered_modules(self.torch, module))
@@ -227,7 +244,7 @@ class TrainingRecorder:
         for record in list(self.models.values()):
             if not record.due:
                 continue
-            parameter_ids = {id(p) for p in record.module.parameters()}
+            parameter_ids = {id(p) for p in record.module.parameters()} | record.unsharded_ids
             parameter_ids.update(id(p) for _, child in probe._unregistered_modules(self.torch, record.module) for p in child.parameters())
             if not parameter_ids & reached:
                 continue
@@ -235,7 +252,7 @@ class TrainingRecorder:
             record.due = False
 
     def _snapshot(self, record: _ModelRecord, reached: set[int]) -> None:
-        snapshot = take_snapshot(record.module, self._optimizers_for(record.module, reached), self.namespace)
+        snapshot = take_snapshot(record.module, self._optimizers_for(record, reached), self.namespace)
         if record.wrapper is not None:
             names = [name for name, value in self.namespace.items() if value is record.wrapper and not name.startswith("__")]
             snapshot["model"]["names"] = names + snapshot["model"]["names"]
@@ -247,18 +264,18 @@ class TrainingRecorder:
         else:
             record.latest, record.latest_step = snapshot, self.steps
 
-    def _optimizers_for(self, module: Any, reached: set[int]) -> list[Any]:
-        """Return the optimizers that contain `module`'s parameters.
+    def _optimizers_for(self, record: _ModelRecord, reached: set[int]) -> list[Any]:
+        """Return the optimizers that contain the parameters of the record's model.
 
         When none does but the loss reaches its trainable parameters, return all optimizers, so
         that those parameters are reported as in no optimizer (GS901).
         """
-        parameters = [p for p in module.parameters()]
+        parameters = [p for p in record.module.parameters()]
         parameter_ids = {id(p) for p in parameters}
         holding = [opt for opt in self.optimizers if _holds_any(opt, parameter_ids)]
         if holding:
             return holding
-        if any(p.requires_grad and id(p) in reached for p in parameters):
+        if any(p.requires_grad and id(p) in reached for p in parameters) or record.unsharded_ids & reached:
             return list(self.optimizers)
         return []
 
@@ -307,6 +324,7 @@ class TrainingRecorder:
         known: set[int] = set()
         for record in self.models.values():
             known.update(id(p) for p in record.module.parameters())
+            known.update(record.unsharded_ids)
             known.update(id(p) for _, child in probe._unregistered_modules(self.torch, record.module) for p in child.parameters())
             known.update(id(tensor) for _, _, tensor in probe._unregistered_tensors(self.torch, record.module))
         in_optimizer = {id(p) for opt in self.optimizers for group in opt.param_groups for p in group["params"]}
@@ -328,6 +346,13 @@ class TrainingRecorder:
             location = _assignment_location(script, name) if name else None
             findings.append(finding_entry("GS914", "error", message, label, location))
         return findings
+
+
+def _is_fully_sharded(module: Any) -> bool:
+    """Return whether FSDP2's `fully_shard` was applied to `module` (False when FSDP was never imported)."""
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    module_type = getattr(fsdp, "FSDPModule", None)
+    return module_type is not None and isinstance(module, module_type)
 
 
 def _holds_any(optimizer: Any, parameter_ids: set[int]) -> bool:
