@@ -44,6 +44,20 @@ def run_two_ranks(command_for_script, script: Path) -> list[subprocess.Completed
     return results
 
 
+# What libstdc++ prints when a thread is still running as the interpreter exits: torch 2.13's gloo
+# backend sometimes does so after destroy_process_group(), with or without gradsight.
+_EXIT_ABORT = "terminate called without an active exception"
+
+
+def exit_codes(results: list[subprocess.CompletedProcess]) -> list[int | str]:
+    """Return each rank's exit status, with "aborted at exit" in place of the abort described above."""
+    codes: list[int | str] = []
+    for result in results:
+        aborted = result.returncode in (-6, 134) and _EXIT_ABORT in result.stderr
+        codes.append("aborted at exit" if aborted else result.returncode)
+    return codes
+
+
 def gradsight_run(script: Path) -> list[str]:
     return [str(GRADSIGHT), "run", "--format", "json", "--steps", "3", str(script)]
 
