@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 import os
 import runpy
 import sys
@@ -98,6 +99,8 @@ class TrainingRecorder:
         self.activations: dict[int, Any] = {}
         self.scalers = history.ScalerHistory()
         self.clipping = history.ClipHistory()
+        # Tensors returned by `GradScaler.scale` since the last backward pass, with their scaler.
+        self._scaled_outputs: list[tuple[Any, Any]] = []
         self._activation_types = history.activation_types()
         self._depth = 0
         self._in_backward = False
@@ -149,7 +152,7 @@ class TrainingRecorder:
         self._install_history_hooks()
 
     def _install_history_hooks(self) -> None:
-        """Wrap `GradScaler.step` (GS912) and `clip_grad_norm_` (GS913)."""
+        """Wrap `GradScaler.step` (GS912), `GradScaler.scale` (to unscale gradient statistics) and `clip_grad_norm_` (GS913)."""
         torch = self.torch
         recorder = self
         grad_scaler = torch.amp.grad_scaler.GradScaler
@@ -164,8 +167,19 @@ class TrainingRecorder:
                 return call()  # A disabled scaler calls optimizer.step() and never skips.
             return recorder._around_scaler_step(scaler, optimizer, history.call_site(sys._getframe(1)), call)
 
-        # torch.cuda.amp.GradScaler is a subclass that keeps this `step`.
+        original_scale = grad_scaler.scale
+
+        @functools.wraps(original_scale)
+        def scale(scaler, outputs):
+            scaled = original_scale(scaler, outputs)
+            if scaler.is_enabled():
+                tensors = scaled if isinstance(scaled, (list, tuple)) else [scaled]
+                recorder._scaled_outputs.extend((tensor, scaler) for tensor in tensors)
+            return scaled
+
+        # torch.cuda.amp.GradScaler is a subclass that keeps these methods.
         self._patch(grad_scaler, "step", scaler_step)
+        self._patch(grad_scaler, "scale", scale)
 
         original_clip = torch.nn.utils.clip_grad.clip_grad_norm_
 
@@ -222,13 +236,15 @@ class TrainingRecorder:
 
         self._in_backward = True
         self.namespace = _main_namespace()
+        scaler = next((scaler for tensor, scaler in self._scaled_outputs if any(root is tensor for root in roots)), None)
+        self._scaled_outputs.clear()
         try:
             reached = self._record_leaves(roots)
             result = call()
         finally:
             self._in_backward = False
         self.backward_count += 1
-        self._snapshot_reached_models(reached)
+        self._snapshot_reached_models(reached, scaler)
         if not self.step_counts and not self.scalers.records and self.backward_count >= self.max_steps:
             raise StopScript("backward")
         return result
@@ -288,7 +304,11 @@ class TrainingRecorder:
             pending.extend(next_node for next_node, _ in node.next_functions)
         return reached
 
-    def _snapshot_reached_models(self, reached: set[int]) -> None:
+    def _snapshot_reached_models(self, reached: set[int], scaler: Any = None) -> None:
+        """Snapshot each model that is due for a snapshot and whose parameters the pass reached.
+
+        `scaler` is the GradScaler whose scaled loss the pass started from, or None.
+        """
         for record in list(self.models.values()):
             if not record.due:
                 continue
@@ -296,11 +316,14 @@ class TrainingRecorder:
             parameter_ids.update(id(p) for _, child in probe._unregistered_modules(self.torch, record.module) for p in child.parameters())
             if not parameter_ids & reached:
                 continue
-            self._snapshot(record, reached)
-            record.due = False
+            if self._snapshot(record, reached, scaler):
+                record.due = False
 
-    def _snapshot(self, record: _ModelRecord, reached: set[int]) -> None:
+    def _snapshot(self, record: _ModelRecord, reached: set[int], scaler: Any = None) -> bool:
+        """Take and store a snapshot of `record`'s model; return False when it was dropped."""
         snapshot = take_snapshot(record.module, self._optimizers_for(record.module, reached), self.namespace)
+        if scaler is not None and not _unscale_gradients(snapshot, scaler.get_scale()):
+            return False  # The scaler skips this step; the next pass is snapshotted instead.
         if record.wrapper is not None:
             names = [name for name, value in self.namespace.items() if value is record.wrapper and not name.startswith("__")]
             snapshot["model"]["names"] = names + snapshot["model"]["names"]
@@ -311,6 +334,7 @@ class TrainingRecorder:
             record.first, record.first_step = snapshot, self.steps
         else:
             record.latest, record.latest_step = snapshot, self.steps
+        return True
 
     def _optimizers_for(self, module: Any, reached: set[int]) -> list[Any]:
         """Return the optimizers that contain `module`'s parameters.
@@ -428,6 +452,28 @@ class TrainingRecorder:
             location = _assignment_location(script, name) if name else None
             findings.append(finding_entry("GS914", "error", message, label, location))
         return findings
+
+
+def _unscale_gradients(snapshot: dict[str, Any], scale: float) -> bool:
+    """Divide the gradient statistics of a snapshot taken after a GradScaler-scaled pass by `scale`.
+
+    Returns False when the gradients have inf or NaN values: then the scaler skips the step
+    (GS912 reports it when that happens on most steps), and the snapshot would report an
+    overflow of the scaled gradients as non-finite ones (GS906).
+    """
+    parameters = snapshot.get("parameters", [])
+    # NOTE: under torch.distributed the snapshot is kept, because dropping it on one rank only
+    # would leave the other ranks waiting in the collective operation that combines snapshots.
+    if not distributed.is_distributed() and any(p.get("gradNan") or p.get("gradInf") for p in parameters):
+        return False
+    if not math.isfinite(scale) or scale <= 0:
+        return True
+    for parameter in parameters:
+        for key in ("gradNorm", "gradMaxAbs"):
+            value = parameter.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                parameter[key] = value / scale
+    return True
 
 
 def _holds_any(optimizer: Any, parameter_ids: set[int]) -> bool:
