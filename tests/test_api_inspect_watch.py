@@ -139,15 +139,15 @@ def test_watch_logs_dead_relu(caplog):
     model = ReluNet()
     nn.init.constant_(model.layer_1.bias, -20.0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    handle = gradsight.watch(model, optimizer, every=10)
+    handle = gradsight.watch(model, optimizer, every=30)
     with caplog.at_level(logging.INFO, logger="gradsight"):
-        train_steps(model, optimizer, 10)
+        train_steps(model, optimizer, 30)
     handle.remove()
     [finding] = [f for f in handle.report.findings if f["code"] == "GS911"]
     assert finding["layer"] == "act"
     assert finding["line"] == ReluNet.__init__.__code__.co_firstlineno + 3
-    # Only the 5 steps before the check are counted: 5 batches of 16 inputs.
-    assert "32 of 32 units output 0 for all 80 inputs seen" in finding["message"]
+    # Only the every // 10 = 3 steps before the check are counted: 3 batches of 16 inputs.
+    assert "32 of 32 units output 0 for all 48 inputs seen" in finding["message"]
     messages = [record.getMessage() for record in caplog.records if "GS911" in record.getMessage()]
     assert len(messages) == 1
 
@@ -170,10 +170,10 @@ def test_watch_hooks_activations_before_checks_only():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     handle = gradsight.watch(model, optimizer, every=20)
     hooked = []
-    for _ in range(20):
+    for _ in range(40):
         hooked.append(bool(model.act._forward_hooks))
         train_steps(model, optimizer, 1)
     handle.remove()
-    # The forward pass of steps 16 to 20 runs with the hook, the steps before without.
-    assert hooked == [False] * 15 + [True] * 5
+    # With every=20 the forward passes of the last 2 steps before each check run the hook.
+    assert hooked == ([False] * 18 + [True] * 2) * 2
     assert not model.act._forward_hooks

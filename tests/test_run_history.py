@@ -382,3 +382,25 @@ def test_hooks_of_history_removed_after_run():
     assert torch.amp.GradScaler.scale is scaler_scale
     assert torch.nn.utils.clip_grad_norm_ is clip
     assert torch.nn.utils.clip_grad.clip_grad_norm_ is clip_in_module
+
+
+def test_hardswish_negative_outputs_are_alive():
+    tracker = history.DeadUnitTracker()
+    hardswish = torch.nn.Hardswish()
+    tracker.observe("negative", hardswish, hardswish(torch.full((16, 4), -1.0)))
+    tracker.observe("zero", hardswish, hardswish(torch.full((16, 4), -5.0)))
+    counts = tracker.read()
+    assert counts["negative"].dead == 0
+    assert counts["zero"].dead == 4
+
+
+def test_changing_length_folds_to_features():
+    tracker = history.DeadUnitTracker()
+    relu = torch.nn.ReLU()
+    features = torch.tensor([1.0, 0.0, 2.0, 0.0])
+    tracker.observe("act", relu, features.expand(8, 6, 4))  # (batch, length, features)
+    tracker.observe("act", relu, features.expand(8, 5, 4))
+    counts = tracker.read()["act"]
+    assert counts.units == 4
+    assert counts.dead == 2
+    assert counts.inputs == 16

@@ -17,9 +17,10 @@ from gradsight.runtime.check import CheckReport, check_model, locate_findings, t
 
 logger = logging.getLogger("gradsight")
 
-# `watch` counts dead units (GS911) during this many optimizer steps before each check, with a
-# forward hook on each ReLU-type activation of the model. Between those windows it runs no hook.
-DEAD_UNITS_WINDOW_STEPS = 5
+# `watch` counts dead units (GS911) during the last every // 10 optimizer steps before each
+# check (at least 1, at most this many), with a forward hook on each ReLU-type activation of the
+# model. So the hook runs on at most a tenth of the steps once `every` is 10 or more.
+DEAD_UNITS_MAX_WINDOW_STEPS = 5
 
 # The last snapshot of each model inspected, to compare the next `inspect` of it with.
 _previous_snapshots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -80,6 +81,7 @@ class WatchHandle:
         self._activations = [(name, weakref.ref(module)) for name, module in activations]
         self._dead_units = history.DeadUnitTracker()
         self._activation_handles: list[Any] = []
+        self._window_steps = max(1, min(DEAD_UNITS_MAX_WINDOW_STEPS, every // 10))
         self._update_activation_hooks()
 
     def remove(self) -> None:
@@ -116,9 +118,9 @@ class WatchHandle:
             self._log(self.report)
 
     def _update_activation_hooks(self) -> None:
-        """Hook the activations during the last DEAD_UNITS_WINDOW_STEPS steps before each check only."""
+        """Hook the activations during the last `_window_steps` steps before each check only."""
         steps_to_check = self.every - self.steps % self.every
-        in_window = bool(self._handles) and steps_to_check <= DEAD_UNITS_WINDOW_STEPS
+        in_window = bool(self._handles) and steps_to_check <= self._window_steps
         if in_window and not self._activation_handles:
             for name, module_ref in self._activations:
                 module = module_ref()
@@ -152,13 +154,13 @@ def watch(model: Any, optimizer: Any, every: int = 100) -> WatchHandle:
 
     Findings go to the `gradsight` logger: warnings and errors at WARNING, information at INFO,
     each once when it appears. Checks after the first compare with the previous check, so
-    layers that did not change across the `every` steps are found. During the last 5 steps
-    before each check (DEAD_UNITS_WINDOW_STEPS), forward hooks on the model's ReLU, ReLU6,
-    Hardsigmoid and Hardswish modules count the units that output 0 for every input (GS911).
+    layers that did not change across the `every` steps are found. During the last `every // 10`
+    steps before each check (1 to 5), forward hooks on the model's ReLU, ReLU6, Hardsigmoid and
+    Hardswish modules count the units that output 0 for every input (GS911).
     Under torch.distributed, call it on every rank: each check combines the ranks' statistics
     with one collective operation, and rank 0 logs. A check costs about one snapshot of the
-    model (see docs/benchmarks.md for measured overhead), and a forward hook one comparison
-    with 0 and one reduction of the activation's output, with no device sync. Returns a
+    model (see docs/benchmarks.md for measured overhead), and a forward hook one reduction of
+    the activation's output over the batch, with no device sync. Returns a
     handle; call `handle.remove()` to stop.
     """
     if not isinstance(every, int) or every < 1:
