@@ -85,7 +85,7 @@ def call_site(frame: Any) -> CallSite | None:
 
     import gradsight
 
-    library_dirs = (os.path.dirname(torch.__file__), os.path.dirname(gradsight.__file__))
+    library_dirs = tuple(os.path.dirname(package.__file__) + os.sep for package in (torch, gradsight))
     while frame is not None:
         path = frame.f_code.co_filename
         in_library = path.startswith(library_dirs) or f"{os.sep}site-packages{os.sep}" in path or f"{os.sep}dist-packages{os.sep}" in path
@@ -155,9 +155,9 @@ class DeadUnitTracker:
             return
         try:
             record.alive = _merge_alive(record.alive, batch, record.type_name in SIGNED_ACTIVATIONS)
-        except (RuntimeError, _RankChanged):
-            # NOTE: outputs whose number of dimensions changes between calls (or a dtype that
-            # cannot be compared with 0) are not tracked at all, rather than guessed at.
+        except (RuntimeError, _DimensionsChanged):
+            # NOTE: outputs whose number of dimensions changes between calls (or whose dtype
+            # amax rejects) are not tracked at all, rather than guessed at.
             record.untracked, record.alive = True, None
             return
         record.inputs += batch.shape[0]
@@ -181,7 +181,7 @@ class DeadUnitTracker:
         self.records.clear()
 
 
-class _RankChanged(Exception):
+class _DimensionsChanged(Exception):
     pass
 
 
@@ -199,7 +199,7 @@ def _merge_alive(alive: Any, batch: Any, signed: bool) -> Any:
     inference tensor that a later call would have to change in place.
     """
     if alive is not None and alive.dim() != batch.dim() - 1:
-        raise _RankChanged
+        raise _DimensionsChanged
     folded = ()
     if alive is not None:
         folded = tuple(dim for dim, (old, new) in enumerate(zip(alive.shape, batch.shape[1:])) if old != new)
