@@ -8,6 +8,9 @@ Measures:
 - the time of one check alone (snapshot, classification and source lookup), the median of 20,
   and the overhead it implies at `every=10`: check time / (10 x plain step time), which is less
   disturbed by other load on the machine than the difference of two step times;
+- the thread CPU time per step of the same CNN on one thread, without and with the forward hook
+  that `watch` puts on each ReLU during the steps before a check (GS911), and of the hook's own
+  work on the CNN's activations;
 - the wall time of `python SCRIPT` and of `gradsight run --steps 1000 SCRIPT` on a script that
   only imports torch (the start-up cost) and on one that trains the same CNN for 20 steps, so
   `run` never stops it early (the cost of the hooks and snapshots over a short run).
@@ -18,6 +21,7 @@ Run from the repository root: `.venv/bin/python bench/run_bench.py [--runs N] [-
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -35,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "server"))
 
 import gradsight  # noqa: E402
+from gradsight.runtime import history  # noqa: E402
 
 CNN_SOURCE = """
 import torch
@@ -105,6 +110,52 @@ def bench_check(plain_step: float) -> float:
     return statistics.median(durations)
 
 
+def bench_dead_unit_hook(runs: int, steps: int) -> tuple[float, float, float]:
+    """Return thread CPU seconds per step without and with the dead-unit hook, and of the hook's work.
+
+    Runs torch on one thread, so that the calling thread's CPU time covers all of torch's work
+    and other jobs on the machine disturb it less than the wall time. Each is the minimum over
+    `runs` runs of `steps` steps.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model, optimizer = make_cnn()
+    batches = [(torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))) for _ in range(steps)]
+    tracker = history.DeadUnitTracker()
+
+    def cpu_time_per_step() -> float:
+        started = time.thread_time()
+        for x, y in batches:
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        return (time.thread_time() - started) / steps
+
+    def observe(name, module, args, output):
+        tracker.observe(name, module, output)
+
+    plain, hooked = [], []
+    for _ in range(runs):
+        plain.append(cpu_time_per_step())
+        handles = [module.register_forward_hook(functools.partial(observe, name)) for name, module in history.activation_modules(model)]
+        hooked.append(cpu_time_per_step())
+        for handle in handles:
+            handle.remove()
+        tracker.read()
+        tracker.clear()
+
+    outputs = [module(torch.randn(32, *shape)) for module, shape in ((nn.ReLU(), (16, 32, 32)), (nn.ReLU(), (32, 16, 16)))]
+    hook_times = []
+    for _ in range(runs):
+        started = time.thread_time()
+        for _ in range(steps):
+            for index, output in enumerate(outputs):
+                tracker.observe(index, nn.ReLU(), output)
+        hook_times.append((time.thread_time() - started) / steps)
+    torch.set_num_threads(threads)
+    return min(plain), min(hooked), min(hook_times)
+
+
 def bench_startup(runs: int, source: str) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "train.py"
@@ -136,6 +187,9 @@ def main() -> None:
           f"overhead {(watched / plain - 1) * 100:+.1f}%")
     check = bench_check(plain)
     print(f"one check: {check * 1000:.2f} ms, so watch(every=10) adds {check / (10 * plain) * 100:.1f}% per step")
+    plain_cpu, hooked_cpu, hook_cpu = bench_dead_unit_hook(max(args.runs, 12), 5)
+    print(f"dead-unit hook, one thread, thread CPU time per step: {plain_cpu * 1000:.2f} ms without, "
+          f"{hooked_cpu * 1000:.2f} ms with; the hook's work alone {hook_cpu * 1000:.2f} ms")
     for label, source in (("import torch only", "import torch\n"), ("20-step CNN script", CNN_SOURCE)):
         plain_start, run_start = bench_startup(args.runs, source)
         print(f"{label}: {plain_start:.2f} s with python, {run_start:.2f} s with gradsight run: "

@@ -121,3 +121,59 @@ def test_watch_rejects_bad_every(model):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     with pytest.raises(ValueError, match="every must be a positive"):
         gradsight.watch(model, optimizer, every=0)
+
+
+class ReluNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer_1 = nn.Linear(10, 32)
+        self.act = nn.ReLU()
+        self.layer_2 = nn.Linear(32, 3)
+
+    def forward(self, x):
+        return self.layer_2(self.act(self.layer_1(x)))
+
+
+def test_watch_logs_dead_relu(caplog):
+    torch.manual_seed(0)
+    model = ReluNet()
+    nn.init.constant_(model.layer_1.bias, -20.0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    handle = gradsight.watch(model, optimizer, every=30)
+    with caplog.at_level(logging.INFO, logger="gradsight"):
+        train_steps(model, optimizer, 30)
+    handle.remove()
+    [finding] = [f for f in handle.report.findings if f["code"] == "GS911"]
+    assert finding["layer"] == "act"
+    assert finding["line"] == ReluNet.__init__.__code__.co_firstlineno + 3
+    # Only the every // 10 = 3 steps before the check are counted: 3 batches of 16 inputs.
+    assert "32 of 32 units output 0 for all 48 inputs seen" in finding["message"]
+    messages = [record.getMessage() for record in caplog.records if "GS911" in record.getMessage()]
+    assert len(messages) == 1
+
+
+def test_watch_quiet_on_healthy_relu(caplog):
+    torch.manual_seed(0)
+    model = ReluNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    handle = gradsight.watch(model, optimizer, every=3)
+    with caplog.at_level(logging.INFO, logger="gradsight"):
+        train_steps(model, optimizer, 9)
+    handle.remove()
+    assert handle.checks == 3
+    assert [record for record in caplog.records if record.name == "gradsight"] == []
+
+
+def test_watch_hooks_activations_before_checks_only():
+    torch.manual_seed(0)
+    model = ReluNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    handle = gradsight.watch(model, optimizer, every=20)
+    hooked = []
+    for _ in range(40):
+        hooked.append(bool(model.act._forward_hooks))
+        train_steps(model, optimizer, 1)
+    handle.remove()
+    # With every=20 the forward passes of the last 2 steps before each check run the hook.
+    assert hooked == ([False] * 18 + [True] * 2) * 2
+    assert not model.act._forward_hooks

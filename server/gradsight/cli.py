@@ -86,7 +86,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "passes when nothing steps), then report each layer's status and the runtime findings (GS9xx). Exit status: "
         "0 when no finding is a warning or worse, 1 when one is or the script failed, 2 on a usage error.",
     )
-    run.add_argument("--steps", type=int, default=5, metavar="N", help="stop after N optimizer steps (default: 5)")
+    run.add_argument("--steps", type=int, default=5, metavar="N", help="stop after N optimizer steps (default: 5); "
+                     "steps that a GradScaler skips do not count, but 16 of them (or N, if larger) also stop the script")
     run.add_argument("--format", choices=("text", "json"), default="text", help="report format (default: text); "
                      "with json the script's standard output goes to standard error")
     run.add_argument("script", type=Path, metavar="SCRIPT", help="the training script")
@@ -236,9 +237,13 @@ def _run_run(args: argparse.Namespace) -> int:
 
 
 def _ending(outcome, steps: int) -> str:
+    from gradsight.runtime.history import SKIPPED_STEPS_STOP
+
+    skipped = max(steps, SKIPPED_STEPS_STOP)
     return {
         "steps": f"stopped the script after {steps} optimizer steps.",
         "backward": f"stopped the script after {steps} backward passes (no optimizer step was seen).",
+        "skipped": f"stopped the script after {skipped} optimizer steps that the GradScaler skipped.",
         "end": "the script ended.",
         "exit": f"the script called sys.exit({outcome.exit_code}).",
         "exception": "the script raised an exception.",

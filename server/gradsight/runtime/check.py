@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gradsight.runtime import probe
+from gradsight.runtime.locate import LayerLocator, SourceSpan
 from gradsight.runtime.report import RuntimeReport, build_report
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "information": 2}
@@ -33,6 +34,12 @@ class ModelCheck:
     report: RuntimeReport
     names: list[str]
     steps: list[int]
+    sources: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def locate(self, module_names: list[str]) -> dict[str, SourceSpan | None]:
+        """Return where each named submodule is built, also one without parameters (an activation)."""
+        locator = LayerLocator(self.sources)
+        return locator.locate(self.report.model.get("type") or "", self.names, module_names)
 
     def to_dict(self) -> dict[str, Any]:
         layers = []
@@ -106,7 +113,7 @@ def check_model(
     sources = _read_sources(paths)
     names = list((snapshot.get("model") or {}).get("names") or [])
     report = build_report(snapshot, previous, sources, check_number=check_number)
-    return ModelCheck(report=report, names=names, steps=steps)
+    return ModelCheck(report=report, names=names, steps=steps, sources=sources)
 
 
 def locate_findings(check: ModelCheck, findings: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,7 +8,11 @@ The script runs unchanged, under hooks that this module installs and removes aga
   is running (a `DistributedDataParallel` wrapper is replaced by the module it wraps);
 - wrappers around `torch.Tensor.backward` and `torch.autograd.backward`. Before the backward
   pass they walk the loss's graph to find the leaf tensors it reaches. After it, they take a
-  probe snapshot of each model that the pass reached, once per optimizer step.
+  probe snapshot of each model that the pass reached, once per optimizer step;
+- for the findings that need many steps (see `history.py`): the forward hook also feeds the
+  outputs of ReLU-type activations to a dead-unit counter, a wrapper around `GradScaler.step`
+  records which steps the scaler skipped, and a wrapper around `clip_grad_norm_` records the
+  total norm against `max_norm`.
 
 Under `torch.distributed`, each snapshot's statistics are combined across the ranks with one
 collective operation (see `distributed.py`), and only rank 0 prints the report.
@@ -16,13 +20,16 @@ collective operation (see `distributed.py`), and only rank 0 prints the report.
 The first and the latest snapshot of each model are compared, so layers that did not change
 across steps (`unchanged`) and frozen layers that did (`frozen-but-changing`) are found. After
 `steps` optimizer steps (or `steps` backward passes when nothing steps) a hook raises
-`StopScript`, which ends the script; its `finally` blocks still run.
+`StopScript`, which ends the script; its `finally` blocks still run. Steps that a GradScaler
+skips do not count, but the script also stops after `history.SKIPPED_STEPS_STOP` of them (or
+`steps`, if larger).
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import math
 import os
 import runpy
 import sys
@@ -30,7 +37,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradsight.runtime import distributed, probe
+from gradsight.runtime import distributed, history, probe
 from gradsight.runtime.check import CheckReport, check_model, finding_entry, locate_findings, take_snapshot
 
 DEFAULT_STEPS = 5
@@ -68,7 +75,7 @@ class _LeafRecord:
 
 @dataclass
 class RunOutcome:
-    """The way the script ended (`steps`, `backward`, `end`, `exit` or `exception`) and its exit code or error."""
+    """The way the script ended (`steps`, `backward`, `skipped`, `end`, `exit` or `exception`) and its exit code or error."""
 
     ended_by: str
     exit_code: int | None = None
@@ -90,6 +97,15 @@ class TrainingRecorder:
         self.leaves: dict[int, _LeafRecord] = {}
         self.namespace: dict[str, Any] = {}
         self.rank = 0
+        self.optimizer_step_calls = 0
+        self.skipped_steps = 0
+        self.dead_units = history.DeadUnitTracker()
+        self.activations: dict[int, Any] = {}
+        self.scalers = history.ScalerHistory()
+        self.clipping = history.ClipHistory()
+        # Tensors returned by `GradScaler.scale` since the last backward pass, with their scaler.
+        self._scaled_outputs: list[tuple[Any, Any]] = []
+        self._activation_types = history.activation_types()
         self._depth = 0
         self._outer_record: _ModelRecord | None = None
         self._in_backward = False
@@ -138,6 +154,49 @@ class TrainingRecorder:
             return recorder._around_backward(roots, lambda: original_backward(tensors, *args, **kwargs))
 
         self._patch(torch.autograd, "backward", autograd_backward)
+        self._install_history_hooks()
+
+    def _install_history_hooks(self) -> None:
+        """Wrap `GradScaler.step` (GS912), `GradScaler.scale` (to unscale gradient statistics) and `clip_grad_norm_` (GS913)."""
+        torch = self.torch
+        recorder = self
+        grad_scaler = torch.amp.grad_scaler.GradScaler
+        original_scaler_step = grad_scaler.step
+
+        @functools.wraps(original_scaler_step)
+        def scaler_step(scaler, optimizer, *args, **kwargs):
+            def call():
+                return original_scaler_step(scaler, optimizer, *args, **kwargs)
+
+            if not scaler.is_enabled():
+                return call()  # A disabled scaler calls optimizer.step() and never skips.
+            return recorder._around_scaler_step(scaler, optimizer, history.call_site(sys._getframe(1)), call)
+
+        original_scale = grad_scaler.scale
+
+        @functools.wraps(original_scale)
+        def scale(scaler, outputs):
+            scaled = original_scale(scaler, outputs)
+            if scaler.is_enabled():
+                tensors = scaled if isinstance(scaled, (list, tuple)) else [scaled]
+                recorder._scaled_outputs.extend((tensor, scaler) for tensor in tensors)
+            return scaled
+
+        # torch.cuda.amp.GradScaler is a subclass that keeps these methods.
+        self._patch(grad_scaler, "step", scaler_step)
+        self._patch(grad_scaler, "scale", scale)
+
+        original_clip = torch.nn.utils.clip_grad.clip_grad_norm_
+
+        @functools.wraps(original_clip)
+        def clip_grad_norm_(parameters, max_norm, *args, **kwargs):
+            total_norm = original_clip(parameters, max_norm, *args, **kwargs)
+            recorder.clipping.record(total_norm, max_norm, history.call_site(sys._getframe(1)))
+            return total_norm
+
+        # `torch.nn.utils.clip_grad_norm_` is the same function under a second name.
+        self._patch(torch.nn.utils.clip_grad, "clip_grad_norm_", clip_grad_norm_)
+        self._patch(torch.nn.utils, "clip_grad_norm_", clip_grad_norm_)
 
     def remove(self) -> None:
         """Remove every hook and restore every patched attribute, in reverse order."""
@@ -167,8 +226,12 @@ class TrainingRecorder:
             self._outer_record.unsharded_ids.update(
                 id(p) for p in module.parameters() if type(p).__name__ != "DTensor"
             )
+        if isinstance(module, self._activation_types):
+            self.activations[id(module)] = module
+            self.dead_units.observe(id(module), module, output)
 
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.optimizer_step_calls += 1
         self._add_optimizer(optimizer)
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -187,15 +250,33 @@ class TrainingRecorder:
         if distributed.is_distributed():
             # Kept for the report, in case the script destroys the process group before it ends.
             self.rank = distributed.rank()
+        scaler = next((scaler for tensor, scaler in self._scaled_outputs if any(root is tensor for root in roots)), None)
+        self._scaled_outputs.clear()
         try:
             reached = self._record_leaves(roots)
             result = call()
         finally:
             self._in_backward = False
         self.backward_count += 1
-        self._snapshot_reached_models(reached)
-        if not self.step_counts and self.backward_count >= self.max_steps:
+        self._snapshot_reached_models(reached, scaler)
+        if not self.step_counts and not self.scalers.records and self.backward_count >= self.max_steps:
             raise StopScript("backward")
+        return result
+
+    def _around_scaler_step(self, scaler: Any, optimizer: Any, site: history.CallSite | None, call: Any) -> Any:
+        """Run `scaler.step(optimizer)` and record whether it ran `optimizer.step()`."""
+        calls_before = self.optimizer_step_calls
+        try:
+            result = call()
+        except StopScript:
+            self.scalers.record(scaler, optimizer, True, site)  # Raised by the step hook, so the step ran.
+            raise
+        stepped = self.optimizer_step_calls > calls_before
+        self.scalers.record(scaler, optimizer, stepped, site)
+        if not stepped:
+            self.skipped_steps += 1
+            if self.skipped_steps >= max(self.max_steps, history.SKIPPED_STEPS_STOP):
+                raise StopScript("skipped")
         return result
 
     # Models, optimizers and leaves.
@@ -240,7 +321,11 @@ class TrainingRecorder:
             pending.extend(next_node for next_node, _ in node.next_functions)
         return reached
 
-    def _snapshot_reached_models(self, reached: set[int]) -> None:
+    def _snapshot_reached_models(self, reached: set[int], scaler: Any = None) -> None:
+        """Snapshot each model that is due for a snapshot and whose parameters the pass reached.
+
+        `scaler` is the GradScaler whose scaled loss the pass started from, or None.
+        """
         for record in list(self.models.values()):
             if not record.due:
                 continue
@@ -248,11 +333,14 @@ class TrainingRecorder:
             parameter_ids.update(id(p) for _, child in probe._unregistered_modules(self.torch, record.module) for p in child.parameters())
             if not parameter_ids & reached:
                 continue
-            self._snapshot(record, reached)
-            record.due = False
+            if self._snapshot(record, reached, scaler):
+                record.due = False
 
-    def _snapshot(self, record: _ModelRecord, reached: set[int]) -> None:
+    def _snapshot(self, record: _ModelRecord, reached: set[int], scaler: Any = None) -> bool:
+        """Take and store a snapshot of `record`'s model; return False when it was dropped."""
         snapshot = take_snapshot(record.module, self._optimizers_for(record, reached), self.namespace)
+        if scaler is not None and not _unscale_gradients(snapshot, scaler.get_scale()):
+            return False  # The scaler skips this step; the next pass is snapshotted instead.
         if record.wrapper is not None:
             names = [name for name, value in self.namespace.items() if value is record.wrapper and not name.startswith("__")]
             snapshot["model"]["names"] = names + snapshot["model"]["names"]
@@ -263,6 +351,7 @@ class TrainingRecorder:
             record.first, record.first_step = snapshot, self.steps
         else:
             record.latest, record.latest_step = snapshot, self.steps
+        return True
 
     def _optimizers_for(self, record: _ModelRecord, reached: set[int]) -> list[Any]:
         """Return the optimizers that contain the parameters of the record's model.
@@ -296,15 +385,51 @@ class TrainingRecorder:
             checks.append(check)
             extra.extend(locate_findings(check, record.rank_findings))
 
+        extra.extend(self._history_findings(checks, script))
+
         notes = self._run_notes(outcome)
         run = {
             "optimizerSteps": self.steps,
+            "skippedSteps": self.skipped_steps,
             "backwardPasses": self.backward_count,
             "endedBy": outcome.ended_by,
             "exitCode": outcome.exit_code,
             "rank": self.rank,
         }
         return CheckReport(checks, extra + self._unregistered_leaf_findings(script), notes, run)
+
+    def _history_findings(self, checks: list[Any], script: str) -> list[dict[str, Any]]:
+        """Return the findings that need many steps: GS911, GS912 and GS913."""
+        findings = []
+        dead_units = self.dead_units.read()
+        placed: set[int] = set()
+        for record, check in zip(self.models.values(), checks):
+            named = []
+            for name, module in record.module.named_modules():
+                if id(module) in dead_units and id(module) not in placed:
+                    named.append((name, dead_units[id(module)]))
+                    placed.add(id(module))
+            findings.extend(history.dead_unit_findings(record.module, check, named))
+
+        for module_id, dead in dead_units.items():
+            if module_id in placed or not dead.reported:
+                continue
+            # An activation module called outside every model found, e.g. `act(model(x))`.
+            name = self._name_in_namespace(self.activations[module_id])
+            label = name or dead.type_name
+            location = _assignment_location(script, name) if name else None
+            findings.append(finding_entry("GS911", "warning", history.dead_unit_message(label, dead, None), label, location))
+
+        findings.extend(self.scalers.findings(self._optimizer_name))
+        findings.extend(self.clipping.findings(scaler_used=bool(self.scalers.records)))
+        return findings
+
+    def _optimizer_name(self, optimizer: Any) -> str:
+        return self._name_in_namespace(optimizer) or type(optimizer).__name__
+
+    def _name_in_namespace(self, value: Any) -> str | None:
+        """Return the script's global name for `value`, if it has one."""
+        return next((key for key, item in self.namespace.items() if item is value and not key.startswith("__")), None)
 
     def _run_notes(self, outcome: RunOutcome) -> list[str]:
         notes = []
@@ -330,13 +455,12 @@ class TrainingRecorder:
         in_optimizer = {id(p) for opt in self.optimizers for group in opt.param_groups for p in group["params"]}
 
         findings = []
-        namespace = self.namespace
         for leaf_id, record in self.leaves.items():
             # NOTE: a leaf reached on one pass only may be an input with requires_grad=True
             # (saliency maps, adversarial examples), so it takes two passes to count.
             if record.passes < 2 or leaf_id in known or leaf_id in in_optimizer or not record.tensor.requires_grad:
                 continue
-            name = next((key for key, value in namespace.items() if value is record.tensor and not key.startswith("__")), None)
+            name = self._name_in_namespace(record.tensor)
             label = name or f"a tensor of shape {list(record.tensor.shape)}"
             message = (
                 f"{label}: a leaf tensor that requires grad receives gradients from the loss but is not a "
@@ -353,6 +477,28 @@ def _is_fully_sharded(module: Any) -> bool:
     fsdp = sys.modules.get("torch.distributed.fsdp")
     module_type = getattr(fsdp, "FSDPModule", None)
     return module_type is not None and isinstance(module, module_type)
+
+
+def _unscale_gradients(snapshot: dict[str, Any], scale: float) -> bool:
+    """Divide the gradient statistics of a snapshot taken after a GradScaler-scaled pass by `scale`.
+
+    Returns False when the gradients have inf or NaN values: then the scaler skips the step
+    (GS912 reports it when that happens on most steps), and the snapshot would report an
+    overflow of the scaled gradients as non-finite ones (GS906).
+    """
+    parameters = snapshot.get("parameters", [])
+    # NOTE: under torch.distributed the snapshot is kept, because dropping it on one rank only
+    # would leave the other ranks waiting in the collective operation that combines snapshots.
+    if not distributed.is_distributed() and any(p.get("gradNan") or p.get("gradInf") for p in parameters):
+        return False
+    if not math.isfinite(scale) or scale <= 0:
+        return True
+    for parameter in parameters:
+        for key in ("gradNorm", "gradMaxAbs"):
+            value = parameter.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                parameter[key] = value / scale
+    return True
 
 
 def _holds_any(optimizer: Any, parameter_ids: set[int]) -> bool:
