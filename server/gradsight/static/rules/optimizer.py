@@ -141,8 +141,13 @@ def _learning_rates(ctx: Context, call: ast.Call) -> list[tuple[ast.AST, Resolve
     lr_keyword = next((k for k in call.keywords if k.arg == "lr"), None)
     # Every torch.optim optimizer takes (params, lr, ...) positionally.
     lr_node: ast.AST | None = lr_keyword if lr_keyword is not None else (call.args[1] if len(call.args) > 1 else None)
+    lr_value = lr_keyword.value if lr_keyword is not None else lr_node
+    unpacked = ctx.values.unpacked_keyword(call, "lr") if lr_node is None else None
+    if unpacked is not None:
+        # `SGD(params, **config)` with `config = {"lr": 1e-10, ...}`: report at `**config`.
+        lr_node, lr_value = unpacked
     if lr_node is not None:
-        resolved = ctx.values.number(lr_keyword.value if lr_keyword is not None else lr_node)
+        resolved = ctx.values.number(lr_value)
         if resolved is not None:
             found.append((lr_node, resolved, None))
 
@@ -188,7 +193,10 @@ def _check_learning_rate(
         details.append(f"parameter group {group}")
     if elsewhere:
         # Argparse and parameter defaults describe themselves; other values are named as the call writes them.
-        described = resolved.via if resolved.via.startswith(("the default", "parser.")) else f"`{ctx.text(value_node)}`"
+        written = ctx.text(value_node)
+        if isinstance(node, ast.keyword) and node.arg is None:
+            written = f"{written}['lr']"  # the entry of a `**config` argument
+        described = resolved.via if resolved.via.startswith(("the default", "parser.")) else f"`{written}`"
         details.append(f"{described}, line {ctx.line_of(resolved.origin)}")
     where = f" ({'; '.join(details)})" if details else ""
     related = (ctx.related(resolved.origin, f"learning rate {format_number(value)} is set here"),) if elsewhere else ()
@@ -517,12 +525,16 @@ def check_hyperparameters(ctx: Context) -> None:
             position = positions.get(name)
             if node is None and position is not None and len(optimizer.call.args) > position:
                 node = optimizer.call.args[position]
-            if node is None:
+            report_node: ast.AST | None = node
+            unpacked = ctx.values.unpacked_keyword(optimizer.call, name) if node is None else None
+            if unpacked is not None:
+                report_node, node = unpacked  # reported at `**config`, related to the value in the dict
+            if node is None or report_node is None:
                 continue
             resolved = ctx.values.resolve(node)
             if resolved is None:
                 continue
-            _check_hyperparameter(ctx, optimizer, name, node, resolved)
+            _check_hyperparameter(ctx, optimizer, name, report_node, resolved)
 
 
 def _check_hyperparameter(ctx: Context, optimizer: _OptimizerCall, name: str, node: ast.AST, resolved: Resolved) -> None:
