@@ -247,6 +247,66 @@ def test_cosine_lambda_is_quiet():
     assert of_code(source, "GS106") == []
 
 
+PER_BATCH_STEP = """
+import torch
+model = torch.nn.Linear(4, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+{definition}
+sched = torch.optim.lr_scheduler.LambdaLR(opt, {factor})
+for x in range(100):
+    opt.zero_grad()
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    sched.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "definition, factor",
+    [
+        ("", "lambda epoch: 0"),
+        ("", "lambda epoch: 0.0"),
+        ("", "lr_lambda=lambda _: 0 * 0.95"),
+        ("", "lambda step: int(0.5)"),
+        ("def constant(epoch):\n    return 0", "constant"),
+        ("def constant(epoch):\n    return 0.0", "lr_lambda=constant"),
+        ("SCALE = 0\nschedule = lambda step: SCALE * (step + 1)", "schedule"),
+    ],
+)
+def test_lambda_zero_at_every_step(definition, factor):
+    source = PER_BATCH_STEP.format(definition=definition, factor=factor)
+    (finding,) = of_code(source, "GS106")
+    assert "is 0 at every step" in finding.message
+    assert finding.span.line == 6 + definition.count("\n")
+
+
+def test_lambda_zero_at_every_step_stepped_per_epoch():
+    source = EPOCH_LOOP.format(definition="", factor="lambda epoch: 0", epoch_step="sched.step()")
+    (finding,) = of_code(source, "GS106")
+    assert "is 0 at every step" in finding.message
+
+
+def test_lambda_zero_at_every_step_never_stepped():
+    source = HEADER + "opt = torch.optim.SGD(model.parameters(), lr=0.1)\nsched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0)\n"
+    assert codes_of(source) == ["GS106"]
+
+
+@pytest.mark.parametrize(
+    "factor",
+    [
+        "lambda step: min(1.0, step / 1000)",  # linear warmup, stepped per batch
+        "lambda step: int(step >= 10)",  # a short hold at 0, then the full lr
+        "lambda step: 0.95 ** step",
+        "lambda step: 1",
+        "[lambda step: 0, lambda step: 1.0]",  # a group kept at lr 0 beside one that trains
+        "lambda step: factor",  # not known
+    ],
+)
+def test_lambda_not_zero_everywhere_is_quiet(factor):
+    source = PER_BATCH_STEP.format(definition="", factor=factor)
+    assert of_code(source, "GS106") == []
+
+
 # GS107 tiny-grad-clip
 
 

@@ -653,6 +653,16 @@ def _check_lambda_at_start(ctx: Context, call: ast.Call) -> None:
     factor = schedule_factor(ctx, function, 0)
     if factor is None or factor != 0:
         return
+    if all(schedule_factor(ctx, function, step) == 0 for step in _SAMPLE_STEPS):
+        # LambdaLR applies the factor for step 0 when it is built, so how it is stepped does not matter.
+        ctx.report(
+            "GS106",
+            function,
+            f"the LambdaLR factor `{ctx.text(function)}` is 0 at every step: LambdaLR sets the learning rate to the "
+            f"initial lr times this factor from the start, so the learning rate stays 0 and the parameters never "
+            f"change; return a positive factor (1.0 keeps the initial learning rate)",
+        )
+        return
     assigned = _assigned_name(ctx, call)
     step = _per_epoch_step(ctx, assigned) if assigned is not None else None
     if step is None:
@@ -665,6 +675,10 @@ def _check_lambda_at_start(ctx: Context, call: ast.Call) -> None:
         f"the scheduler after every batch",
         related=(ctx.related(step, "the scheduler steps once per epoch here"),),
     )
+
+
+# Steps at which a LambdaLR factor is evaluated to tell that it is 0 throughout training.
+_SAMPLE_STEPS = (1, 2, 3, 5, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
 
 
 def _check_multiplicative(ctx: Context, call: ast.Call) -> None:
@@ -766,10 +780,12 @@ def _evaluate_or_raise(ctx: Context, expr: ast.AST, names: dict[str, float]) -> 
         left = _evaluate_or_raise(ctx, expr.left, names)
         right = _evaluate_or_raise(ctx, expr.comparators[0], names)
         return float(_COMPARISONS[type(expr.ops[0])](left, right))
-    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id in ("min", "max", "float") and not expr.keywords:
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id in ("min", "max", "float", "int") and not expr.keywords:
         values = [_evaluate_or_raise(ctx, arg, names) for arg in expr.args]
         if expr.func.id == "float" and len(values) == 1:
             return float(values[0])
+        if expr.func.id == "int" and len(values) == 1:
+            return int(values[0])
         if len(values) >= 2:
             return min(values) if expr.func.id == "min" else max(values)
     if isinstance(expr, ast.Call) and len(expr.args) == 1 and not expr.keywords:
