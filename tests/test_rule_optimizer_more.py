@@ -404,6 +404,79 @@ def test_optimizer_rebuilt_conditionally_is_quiet():
     assert of_code(source, "GS108") == []
 
 
+@pytest.mark.parametrize(
+    "factory",
+    [
+        "def make_opt(m):\n    return torch.optim.Adam(m.parameters(), lr=1e-3)",
+        "def make_opt(m, lr=1e-3):\n    opt = torch.optim.Adam(m.parameters(), lr=lr)\n    return opt",
+    ],
+)
+def test_optimizer_built_in_training_loop_by_factory(factory):
+    source = f"""
+import torch
+{factory}
+
+def train(model, loader):
+    for x, y in loader:
+        opt = make_opt(model)
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+"""
+    (finding,) = of_code(source, "GS108")
+    assert finding.span.line == 7 + factory.count("\n")
+    assert "by `make_opt()`, which builds a new Adam (line 4)" in finding.message
+    assert finding.related[0].span.line == 4
+
+
+def test_optimizer_built_in_training_loop_by_method_factory():
+    source = """
+        import torch
+
+        class Trainer:
+            def __init__(self, model):
+                self.model = model
+
+            def build_optimizer(self):
+                return torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9)
+
+            def fit(self, loader):
+                for x, y in loader:
+                    optimizer = self.build_optimizer()
+                    optimizer.zero_grad()
+                    torch.nn.functional.mse_loss(self.model(x), y).backward()
+                    optimizer.step()
+    """
+    (finding,) = of_code(source, "GS108")
+    assert finding.span.line == 13
+
+
+@pytest.mark.parametrize(
+    "factory, loop",
+    [
+        # Built once, before the loop.
+        ("def make_opt(m):\n    return torch.optim.Adam(m.parameters())",
+         "opt = make_opt(model)\nfor x, y in loader:\n    opt.zero_grad()\n    loss_of(model, x, y).backward()\n    opt.step()"),
+        # Built per run, with a new model, in a loop over runs.
+        ("def make_opt(m):\n    return torch.optim.Adam(m.parameters())",
+         "for seed in range(3):\n    model = torch.nn.Linear(4, 1)\n    opt = make_opt(model)\n"
+         "    opt.zero_grad()\n    loss_of(model, x, y).backward()\n    opt.step()"),
+        # Built per epoch, stepped in the loop over batches.
+        ("def make_opt(m):\n    return torch.optim.Adam(m.parameters())",
+         "for epoch in range(3):\n    opt = make_opt(model)\n    for x, y in loader:\n"
+         "        opt.zero_grad()\n        loss_of(model, x, y).backward()\n        opt.step()"),
+        # A cached optimizer: built on the first call only.
+        ("_OPT = None\ndef make_opt(m):\n    global _OPT\n    if _OPT is None:\n        _OPT = torch.optim.Adam(m.parameters())\n    return _OPT",
+         "for x, y in loader:\n    opt = make_opt(model)\n    opt.zero_grad()\n    loss_of(model, x, y).backward()\n    opt.step()"),
+        ("def get_opt(m, opt=None):\n    if opt is None:\n        opt = torch.optim.Adam(m.parameters())\n    return opt",
+         "opt = None\nfor x, y in loader:\n    opt = get_opt(model, opt)\n    opt.zero_grad()\n    loss_of(model, x, y).backward()\n    opt.step()"),
+    ],
+)
+def test_optimizer_factory_outside_training_iteration_is_quiet(factory, loop):
+    source = f"import torch\nmodel = torch.nn.Linear(4, 1)\n{factory}\n{loop}\n"
+    assert of_code(source, "GS108") == []
+
+
 def test_stale_optimizer_case_findings():
     from pathlib import Path
 

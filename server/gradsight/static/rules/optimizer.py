@@ -867,7 +867,10 @@ def check_optimizer_in_loop(ctx: Context) -> None:
         return
     training = loops.training_model(ctx)
     sequences = {sequence.loop: sequence for sequence in training.sequences() if sequence.loop is not None}
-    for optimizer in optimizers:
+    # Each optimizer built in place, with no construction site elsewhere, then each call of a factory that builds one.
+    built: list[tuple[_OptimizerCall, ast.Call | None]] = [(optimizer, None) for optimizer in optimizers]
+    built.extend(_factory_calls(ctx, training, optimizers))
+    for optimizer, construction in built:
         loop = _innermost_loop(ctx, optimizer.call)
         sequence = sequences.get(loop) if loop is not None else None
         if sequence is None or optimizer.target is None:
@@ -882,15 +885,55 @@ def check_optimizer_in_loop(ctx: Context) -> None:
         if not steps or _builds_model(ctx, loop):
             continue
         name = optimizer.qualname.rsplit(".", 1)[-1]
+        related = [ctx.related(steps[0].report_node, "the optimizer steps here, in the same iteration")]
+        how = ""
+        if construction is not None:
+            how = f" by `{ctx.text(optimizer.call.func)}()`, which builds a new {name} (line {construction.lineno})"
+            related.insert(0, ctx.related(construction, f"a new {name} is built here on every call"))
         ctx.report(
             "GS108",
             optimizer.call,
-            f"`{optimizer.target}` is built again on every iteration of the training loop (line {loop.lineno}): each "
+            f"`{optimizer.target}` is built again on every iteration of the training loop (line {loop.lineno}){how}: each "
             f"new {name} starts with empty state (momentum buffers, Adam moments, step counts), so it never builds up "
             f"momentum or adapts its step sizes, and a scheduler attached to the first one no longer acts; build the "
             f"optimizer once, before the loop",
-            related=(ctx.related(steps[0].report_node, "the optimizer steps here, in the same iteration"),),
+            related=tuple(related),
         )
+
+
+def _factory_calls(
+    ctx: Context, training: loops.TrainingModel, optimizers: list[_OptimizerCall]
+) -> list[tuple[_OptimizerCall, ast.Call]]:
+    """Return the calls of functions of this file that return a newly built optimizer (`opt = make_opt(model)`).
+
+    Each call is paired with the optimizer construction inside the function.
+    """
+    found = []
+    for optimizer in optimizers:
+        function = ctx.model.enclosing_function(optimizer.call)
+        if function is None or not _returns_result(ctx, function, optimizer.call):
+            continue
+        for call in ctx.model.calls_named(function.name):
+            if training.callee(call) is function:
+                found.append((_OptimizerCall(call, optimizer.qualname, _assigned_name(ctx, call)), optimizer.call))
+    return found
+
+
+def _returns_result(ctx: Context, function: ast.FunctionDef | ast.AsyncFunctionDef, call: ast.Call) -> bool:
+    """Tell whether `function` returns the object `call` builds: `return Adam(...)`, or `opt = Adam(...)` then `return opt`."""
+    parent = ctx.model.parent(call)
+    if isinstance(parent, ast.Return):
+        return ctx.model.scope_of(parent).node is function
+    if not (isinstance(parent, ast.Assign) and len(parent.targets) == 1 and isinstance(parent.targets[0], ast.Name)):
+        return False
+    name = parent.targets[0].id
+    bindings = ctx.model.lookup(name, parent)
+    if len(bindings) != 1 or bindings[0].scope.node is not function:
+        return False  # Rebound or kept outside the function (a cached optimizer): not new on every call.
+    return any(
+        isinstance(node, ast.Return) and isinstance(node.value, ast.Name) and node.value.id == name and ctx.model.scope_of(node).node is function
+        for node in ctx.model.subtree(function)
+    )
 
 
 def _innermost_loop(ctx: Context, node: ast.AST) -> ast.AST | None:
