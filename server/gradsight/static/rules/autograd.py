@@ -113,19 +113,35 @@ def check_requires_grad_assignment(ctx: Context, node: ast.Assign) -> None:
             module = _module_ref(ctx, target)
             if module is not None and module.path:
                 _facts(ctx).freezes.append(FreezeEvent(node, module, True, whole_module=False))
-        if not (isinstance(target, ast.Attribute) and target.attr == "requires_grad"):
-            continue
-        flag = ctx.values.resolve(node.value)
-        requires_grad = flag.value if flag is not None and isinstance(flag.value, bool) else None
-        owner = target.value
-        if isinstance(owner, ast.Name) and owner.id == "self":
-            continue  # A module class keeping a flag of its own under that name, read by its forward().
-        if ctx.kinds.is_module(owner):
-            _report_module_attribute(ctx, node, owner, requires_grad)
-            continue
-        recorded = requires_grad is not None and _record_parameter_flag(ctx, node, owner, requires_grad)
-        if not recorded and requires_grad is not False:
-            _record_unplaced_unfreeze(ctx, node)
+        if isinstance(target, ast.Attribute) and target.attr == "requires_grad":
+            _record_requires_grad_write(ctx, node, target.value, node.value)
+
+
+@on(ast.Call)
+def collect_requires_grad_setattr(ctx: Context, call: ast.Call) -> None:
+    # `setattr(p, "requires_grad", False)` sets the attribute like `p.requires_grad = False`.
+    func = call.func
+    if not (isinstance(func, ast.Name) and func.id == "setattr" and len(call.args) == 3 and not call.keywords):
+        return
+    if ctx.model.lookup("setattr", call):
+        return  # a function of this file named setattr, not the builtin
+    attribute = ctx.values.resolve(call.args[1])
+    if attribute is not None and attribute.value == "requires_grad":
+        _record_requires_grad_write(ctx, call, call.args[0], call.args[2])
+
+
+def _record_requires_grad_write(ctx: Context, node: ast.Assign | ast.Call, owner: ast.expr, value: ast.expr) -> None:
+    """Record `owner.requires_grad = value`, or report it (GS206) when `owner` is a module."""
+    flag = ctx.values.resolve(value)
+    requires_grad = flag.value if flag is not None and isinstance(flag.value, bool) else None
+    if isinstance(owner, ast.Name) and owner.id == "self":
+        return  # A module class keeping a flag of its own under that name, read by its forward().
+    if ctx.kinds.is_module(owner):
+        _report_module_attribute(ctx, node, owner, value, requires_grad)
+        return
+    recorded = requires_grad is not None and _record_parameter_flag(ctx, node, owner, requires_grad)
+    if not recorded and requires_grad is not False:
+        _record_unplaced_unfreeze(ctx, node)
 
 
 @on(ast.Call)
@@ -321,30 +337,31 @@ def _combine(ctx: Context, parts: list[ast.AST], depth: int) -> tuple[list[Modul
 # GS206
 
 
-def _report_module_attribute(ctx: Context, node: ast.Assign, owner: ast.expr, requires_grad: bool | None) -> None:
+def _report_module_attribute(ctx: Context, node: ast.Assign | ast.Call, owner: ast.expr, value: ast.expr, requires_grad: bool | None) -> None:
     name = ctx.text(owner)
     if requires_grad is None:
-        flag = ctx.text(node.value)
+        flag = ctx.text(value)
     else:
         flag = str(requires_grad)
+    written = f"{name}.requires_grad = {flag}" if isinstance(node, ast.Assign) else ctx.text(node)
     effect = "unfreezes" if requires_grad else "freezes"
     ctx.report(
         "GS206",
         node,
-        f"`{name}` is an nn.Module, so `{name}.requires_grad = {flag}` only sets a plain attribute and {effect} "
+        f"`{name}` is an nn.Module, so `{written}` only sets a plain attribute and {effect} "
         f"nothing: its parameters keep their requires_grad flags; write `{name}.requires_grad_({flag})`",
-        fix=_requires_grad_call_fix(ctx, node, owner),
+        fix=_requires_grad_call_fix(ctx, node, owner, value),
     )
     if requires_grad:
         _facts(ctx).attribute_unfreezes.append((node, _module_ref(ctx, owner)))
 
 
-def _requires_grad_call_fix(ctx: Context, node: ast.Assign, owner: ast.expr) -> Fix | None:
-    """Rewrite `module.requires_grad = flag` as `module.requires_grad_(flag)`."""
-    if len(node.targets) != 1:
+def _requires_grad_call_fix(ctx: Context, node: ast.Assign | ast.Call, owner: ast.expr, value: ast.expr) -> Fix | None:
+    """Rewrite `module.requires_grad = flag` (or the `setattr` call) as `module.requires_grad_(flag)`."""
+    if isinstance(node, ast.Assign) and len(node.targets) != 1:
         return None
     owner_text = ctx.segment(owner)
-    value_text = ctx.segment(node.value)
+    value_text = ctx.segment(value)
     if not owner_text or not value_text or "\n" in owner_text:
         return None
     # Code that reads the attribute back (`if model.requires_grad:`) would fail once it is gone.
