@@ -161,6 +161,111 @@ def train(model, loader, optimizer):
     assert codes(source) == []
 
 
+def test_no_grad_helper_forward_then_backward_is_error():
+    source = PRELUDE + """
+model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+
+
+@torch.no_grad()
+def predict(net, inputs):
+    return net(inputs)
+
+
+for x, y in loader:
+    optimizer.zero_grad()
+    logits = predict(model, x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    optimizer.step()
+"""
+    (finding,) = [f for f in findings_of(source) if f.code == "GS202"]
+    assert (finding.severity.label, finding.span.line) == ("error", 17)
+    assert "`predict(model, x)` runs the forward pass `net(inputs)` in `predict()`" in finding.message
+    assert [r.span.line for r in finding.related] == [12, 10, 19]
+
+
+@pytest.mark.parametrize(
+    "helper, call",
+    [
+        ("@torch.inference_mode()\ndef forward_pass(net, x):\n    out = net(x)\n    return out", "forward_pass(model, x)"),
+        ("@torch.no_grad\ndef forward_pass(net, x):\n    return F.log_softmax(net(x), dim=1)", "forward_pass(model, x)"),
+        ("@torch.no_grad()\ndef forward_pass(net, x):\n    return net(x), x.size(0)", "forward_pass(model, x)[0]"),
+        ("@torch.no_grad()\ndef forward_pass(x):\n    return model(x)", "forward_pass(x)"),
+    ],
+)
+def test_no_grad_helper_variants(helper, call):
+    source = f"""
+model = nn.Linear(4, 2)
+{helper}
+
+for x, y in loader:
+    loss = F.cross_entropy({call}, y)
+    loss.backward()
+"""
+    assert codes(source) == ["GS202"]
+
+
+def test_no_grad_method_helper_is_error():
+    source = """
+class Trainer:
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    @torch.inference_mode()
+    def _forward(self, model, x):
+        return model(x)
+
+    def fit(self, model, loader):
+        for x, y in loader:
+            self.optimizer.zero_grad()
+            loss = F.cross_entropy(self._forward(model, x), y)
+            loss.backward()
+            self.optimizer.step()
+"""
+    (finding,) = [f for f in findings_of(PRELUDE + source) if f.code == "GS202"]
+    assert finding.span.line == PRELUDE.count("\n") + 13
+
+
+@pytest.mark.parametrize(
+    "helper, loop",
+    [
+        # An evaluation helper whose output is not backpropagated.
+        ("@torch.no_grad()\ndef predict(net, x):\n    return net(x)",
+         "    loss = F.cross_entropy(model(x), y)\n    loss.backward()\n    accuracy = (predict(model, x).argmax(1) == y).float().mean()"),
+        # DQN targets and distillation teachers computed in a helper.
+        ("@torch.no_grad()\ndef targets_of(net, r, s2):\n    return r + 0.99 * net(s2).max(1).values",
+         "    q = model(x).gather(1, y.unsqueeze(1)).squeeze(1)\n    loss = F.mse_loss(q, targets_of(target_net, r, x))\n    loss.backward()"),
+        ("@torch.no_grad()\ndef soft_labels(net, x):\n    return F.softmax(net(x) / 2.0, dim=1)",
+         "    loss = F.kl_div(F.log_softmax(model(x), dim=1), soft_labels(teacher, x))\n    loss.backward()"),
+        ("@torch.no_grad()\ndef pseudo_labels(net, x):\n    return net(x).argmax(1)",
+         "    loss = F.cross_entropy(model(x), pseudo_labels(model, x))\n    loss.backward()"),
+        # Gradients turned on again inside the helper, or its argument returned as it is.
+        ("@torch.no_grad()\ndef forward_pass(net, x):\n    with torch.enable_grad():\n        return net(x)",
+         "    loss = F.cross_entropy(forward_pass(model, x), y)\n    loss.backward()"),
+        ("@torch.no_grad()\ndef log_stats(t):\n    print(t.mean())\n    return t",
+         "    loss = F.cross_entropy(log_stats(model(x)), y)\n    loss.backward()"),
+        # A generator runs its body under the caller's grad mode, one value at a time.
+        ("@torch.no_grad()\ndef forward_all(net, xs):\n    for x in xs:\n        yield net(x)",
+         "    loss = sum(F.cross_entropy(out, y) for out in forward_all(model, [x]))\n    loss.backward()"),
+        # Not decorated.
+        ("def forward_pass(net, x):\n    return net(x)",
+         "    loss = F.cross_entropy(forward_pass(model, x), y)\n    loss.backward()"),
+    ],
+)
+def test_no_grad_helper_quiet(helper, loop):
+    source = f"""
+model = nn.Linear(4, 2)
+target_net = nn.Linear(4, 2)
+teacher = nn.Linear(4, 2)
+{helper}
+
+for x, y, r in loader:
+{loop}
+"""
+    assert codes(source) == []
+
+
 # GS203 detached-loss
 
 

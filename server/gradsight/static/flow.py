@@ -138,6 +138,8 @@ class Trace:
     statements: set[ast.AST] = field(default_factory=set)
     # Loss function calls on the way whose result carries on unchanged: (call, its input argument).
     losses: list[tuple[ast.Call, ast.expr]] = field(default_factory=list)
+    # Calls of this file's functions decorated to run without gradients, whose returned values the trace followed.
+    no_grad_helpers: list[tuple[ast.Call, ast.FunctionDef | ast.AsyncFunctionDef]] = field(default_factory=list)
     # False when the trace stopped early: rules must then not conclude anything.
     complete: bool = True
 
@@ -191,6 +193,10 @@ class GradMode:
                 break
         self._cache[node] = result
         return result
+
+    def disabling_decorator(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.expr | None:
+        """Return the decorator that turns gradients off for the whole function (`@torch.no_grad()`), if any."""
+        return next((decorator for decorator in function.decorator_list if self._context_mode(decorator) is False), None)
 
     def with_mode(self, node: ast.With | ast.AsyncWith) -> bool | None:
         modes = [self._context_mode(item.context_expr) for item in node.items]
@@ -449,6 +455,29 @@ class ValueFlow:
         if expr not in self._traces:
             self._traces[expr] = _Tracer(self).run(expr)
         return self._traces[expr]
+
+    def no_grad_helper(self, call: ast.Call) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """Return the function of this file that `call` runs when a decorator turns gradients off for it.
+
+        Follows `helper(...)` to a function defined once in scope and `self.helper(...)` to a method of
+        the enclosing class. Generators are left out: their values are produced later, under the caller's mode.
+        """
+        func = call.func
+        function: ast.AST | None = None
+        if isinstance(func, ast.Name):
+            bindings = self.model.lookup(func.id, func)
+            if len(bindings) == 1 and bindings[0].kind == "def":
+                function = bindings[0].node
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
+            owner = self.model.enclosing_class(call)
+            methods = [m for m in (owner.body if owner is not None else []) if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and m.name == func.attr]
+            if len(methods) == 1:
+                function = methods[0]
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or self.grad_mode.disabling_decorator(function) is None:
+            return None
+        if any(isinstance(node, (ast.Yield, ast.YieldFrom)) for node in _walk_scope(function)):
+            return None
+        return function
 
     def call_category(self, call: ast.Call) -> str:
         """Classify a call for tracing: "model", "loss", "parameter-free", "function", "tensor" or "unknown"."""
@@ -834,6 +863,10 @@ class _Tracer:
         if isinstance(func, ast.Attribute) and not self.flow.kinds.is_module(func.value):
             if self.visit_method(call, func, cuts, nd, role):
                 return
+        helper = self.flow.no_grad_helper(call)
+        if helper is not None:
+            self.push_helper_returns(call, helper, cuts, nd, role)
+            return
         category = self.flow.call_category(call)
         arguments = [*call.args, *(keyword.value for keyword in call.keywords)]
         if category == MODEL:
@@ -869,6 +902,19 @@ class _Tracer:
                 self.push(func.value, cuts, nd, role)
             for argument in arguments:
                 self.push(argument, cuts, nd, role)
+
+    def push_helper_returns(
+        self, call: ast.Call, helper: ast.FunctionDef | ast.AsyncFunctionDef, cuts: tuple[Cut, ...], nd: ast.AST | None, role: str
+    ) -> None:
+        """Follow what a function decorated with `@torch.no_grad()` returns, with its forward passes cut off."""
+        self.result.no_grad_helpers.append((call, helper))
+        for node in _walk_scope(helper):
+            if not isinstance(node, ast.Return) or node.value is None:
+                continue
+            # Each element of `return logits, features` is computed under the decorator on its own.
+            values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
+            for value in values:
+                self.push(value, self.no_grad_cut(node, value, cuts), nd, role)
 
     def visit_method(self, call: ast.Call, func: ast.Attribute, cuts: tuple[Cut, ...], nd: ast.AST | None, role: str) -> bool:
         """Follow a tensor method call, or return False when `func` is not among the tensor methods listed here."""

@@ -574,7 +574,7 @@ def check_backward_paths(ctx: Context) -> None:
             if source.kind == value_flow.MODEL and any(cut.reason == value_flow.NO_GRAD for cut in source.cuts)
         ]
         if without_grad:
-            _report_no_grad_forward(ctx, call, value, without_grad[0], reported)
+            _report_no_grad_forward(ctx, call, value, without_grad[0], reported, trace)
 
 
 def _check_non_differentiable_terms(ctx: Context, call: ast.Call, value: ast.expr, trace: value_flow.Trace, reported: set[ast.AST]) -> None:
@@ -628,11 +628,17 @@ def _report_detached_loss(ctx: Context, call: ast.Call, value: ast.expr, source:
     )
 
 
-def _report_no_grad_forward(ctx: Context, call: ast.Call, value: ast.expr, source: value_flow.Source, reported: set[ast.AST]) -> None:
+def _report_no_grad_forward(
+    ctx: Context, call: ast.Call, value: ast.expr, source: value_flow.Source, reported: set[ast.AST], trace: value_flow.Trace
+) -> None:
+    block = next(cut.node for cut in source.cuts if cut.reason == value_flow.NO_GRAD)
+    site = next((site for site, helper in trace.no_grad_helpers if helper is block), None)
+    if site is not None:
+        _report_no_grad_helper(ctx, call, value, source, site, block, reported)  # type: ignore[arg-type]
+        return
     if source.node in reported:
         return
     reported.add(source.node)
-    block = next(cut.node for cut in source.cuts if cut.reason == value_flow.NO_GRAD)
     if isinstance(block, (ast.FunctionDef, ast.AsyncFunctionDef)):
         context = f"in `{block.name}()`, which is decorated to run without gradients"
         block_node: ast.AST = block.decorator_list[0] if block.decorator_list else block
@@ -647,6 +653,35 @@ def _report_no_grad_forward(ctx: Context, call: ast.Call, value: ast.expr, sourc
         "\"element 0 of tensors does not require grad\" or updates nothing); run the forward pass outside the block "
         "and keep no_grad for targets and evaluation",
         related=(ctx.related(block_node, "gradient recording is turned off here"), ctx.related(call, "backward() runs here")),
+    )
+
+
+def _report_no_grad_helper(
+    ctx: Context,
+    call: ast.Call,
+    value: ast.expr,
+    source: value_flow.Source,
+    site: ast.Call,
+    helper: ast.FunctionDef | ast.AsyncFunctionDef,
+    reported: set[ast.AST],
+) -> None:
+    """Report the call of a `@torch.no_grad()` function whose forward pass feeds backward()."""
+    if site in reported:
+        return
+    reported.add(site)
+    decorator = flow_of(ctx).grad_mode.disabling_decorator(helper) or helper
+    ctx.report(
+        "GS202",
+        site,
+        f"`{ctx.text(site)}` runs the forward pass `{ctx.text(source.node)}` in `{helper.name}()`, which is decorated "
+        f"to run without gradients, so it records no autograd graph, and `{ctx.text(value)}` is computed from it: "
+        "backward() cannot reach the model's parameters (it raises \"element 0 of tensors does not require grad\" or "
+        f"updates nothing); call the model directly for training and keep `{helper.name}()` for evaluation",
+        related=(
+            ctx.related(source.node, "the forward pass runs here, without gradients"),
+            ctx.related(decorator, "gradient recording is turned off here"),
+            ctx.related(call, "backward() runs here"),
+        ),
     )
 
 
