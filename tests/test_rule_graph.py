@@ -499,6 +499,127 @@ class Net(nn.Module):
     assert codes(source) == []
 
 
+@pytest.mark.parametrize(
+    "helper, forward",
+    [
+        # A method that detaches.
+        ("    def _project(self, x):\n        return self.encoder(x).detach()",
+         "        return self.head(self._project(x))"),
+        ("    def _project(self, x):\n        h = self.encoder(x)\n        return h.data",
+         "        return self.head(self._project(x=x))"),
+        # A function nested in forward that detaches a value of forward.
+        ("",
+         "        h = self.encoder(x)\n\n        def classify(t):\n            return self.head(t.detach())\n\n        return classify(h)"),
+        # A function of the module that detaches its argument.
+        ("",
+         "        return detached_head(self.head, self.encoder(x))"),
+        # Two helpers deep.
+        ("    def _project(self, x):\n        return self.encoder(x).detach()\n\n    def _embed(self, x):\n        return self._project(x) * 2",
+         "        return self.head(self._embed(x))"),
+    ],
+)
+def test_detach_in_forward_through_helper(helper, forward):
+    source = f"""
+def detached_head(layer, features):
+    return layer(features.detach())
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 2)
+
+{helper}
+
+    def forward(self, x):
+{forward}
+"""
+    (finding,) = findings_of(PRELUDE + source)
+    assert finding.code == "GS207"
+    assert "`self.encoder` reaches the output of `Net.forward`" in finding.message
+
+
+def test_no_grad_decorated_helper_in_forward_is_warning():
+    source = """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 8, 3)
+        self.head = nn.Linear(8, 2)
+
+    @torch.no_grad()
+    def _features(self, x):
+        return self.backbone(x).mean(dim=(2, 3))
+
+    def forward(self, x):
+        return self.head(self._features(x))
+"""
+    (finding,) = findings_of(PRELUDE + source)
+    assert (finding.code, finding.span.line) == ("GS208", PRELUDE.count("\n") + 8)
+    assert "outside `_features()`" in finding.message
+
+
+@pytest.mark.parametrize(
+    "helper, forward",
+    [
+        # A stop-gradient helper beside a live path (SimSiam).
+        ("    def _stop_grad(self, z):\n        return z.detach()",
+         "        z = self.encoder(x)\n        return self.head(z), self._stop_grad(z)"),
+        # A target network's features detached in a helper (BYOL, DQN).
+        ("    def _target_features(self, x):\n        return self.target_encoder(x).detach()",
+         "        return self.head(self.encoder(x)), self._target_features(x)"),
+        # A frozen backbone run in a helper under no_grad.
+        ("    @torch.no_grad()\n    def _frozen(self, x):\n        return self.backbone(x)",
+         "        return self.head(self.encoder(self._frozen(x)))"),
+        # Helpers the analysis does not follow: calls with *args, and generators.
+        ("    def _project(self, *xs):\n        return self.encoder(xs[0]).detach()",
+         "        args = (x,)\n        return self.head(self._project(*args))"),
+        ("    def _project(self, x):\n        yield self.encoder(x).detach()",
+         "        return self.head(next(self._project(x)))"),
+    ],
+)
+def test_detach_in_forward_through_helper_quiet(helper, forward):
+    source = f"""
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Linear(8, 8)
+        self.target_encoder = copy.deepcopy(self.encoder)
+        self.backbone = nn.Linear(8, 8)
+        self.backbone.requires_grad_(False)
+        self.head = nn.Linear(8, 2)
+
+{helper}
+
+    def forward(self, x):
+{forward}
+"""
+    assert codes("import copy\n" + source) == []
+
+
+def test_gan_discriminator_loss_helper_in_forward_is_quiet():
+    source = """
+class GAN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.generator = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 8))
+        self.discriminator = nn.Sequential(nn.Linear(8, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1))
+
+    def _discriminator_loss(self, real, fake):
+        real_logits = self.discriminator(real)
+        fake_logits = self.discriminator(fake.detach())
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+    def forward(self, z, real):
+        fake = self.generator(z)
+        d_loss = self._discriminator_loss(real, fake)
+        g_loss = F.softplus(-self.discriminator(fake)).mean()
+        return d_loss, g_loss
+"""
+    assert codes(source) == []
+
+
 # GS208 no-grad-in-forward
 
 

@@ -1021,12 +1021,15 @@ class LayerPaths:
     runs loop bodies twice so that values carried from one iteration to the next are seen.
     """
 
-    def __init__(self, flow: ValueFlow, own: set[str]) -> None:
+    def __init__(self, flow: ValueFlow, own: set[str], stack: tuple[ast.AST, ...] = ()) -> None:
         self.flow = flow
         self.own = own
         self.output: _Paths = {}
+        # The forward method and the helpers being followed into, outermost first.
+        self.stack = stack
 
     def run(self, forward: ast.FunctionDef | ast.AsyncFunctionDef) -> _Paths:
+        self.stack = (forward,)
         self.block(forward.body, {}, None)
         return self.output
 
@@ -1120,6 +1123,10 @@ class LayerPaths:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("detach", "item", "tolist", "numpy"):
             reason = DETACH if node.func.attr == "detach" else NUMBER
             return _cut(self.expression(node.func.value, env), Cut(node, reason))
+        if isinstance(node, ast.Call):
+            returned = self.helper_output(node, env)
+            if returned is not None:
+                return returned
         if isinstance(node, (ast.Lambda, ast.FunctionDef)):
             return {}
         result: _Paths = {}
@@ -1127,6 +1134,60 @@ class LayerPaths:
             if isinstance(child, (ast.expr, ast.comprehension, ast.keyword)):
                 result = _merge(result, self.expression(child, env))
         return result
+
+
+    def helper_output(self, call: ast.Call, env: dict[str, _Paths]) -> _Paths | None:
+        """Return the paths that a helper of this file returns (`self._project(x)`, `head(h)`), or None when not followed.
+
+        Methods of the class and functions of the file are followed up to two calls deep, with their
+        parameters bound to the arguments' paths. A function nested in the caller also sees the caller's
+        variables. Calls with `*args` or `**kwargs`, generators and recursion are not followed.
+        """
+        if len(self.stack) > _MAX_HELPER_DEPTH:
+            return None
+        helper = self._helper(call)
+        if helper is None or helper in self.stack:
+            return None
+        if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+            return None
+        if any(isinstance(node, (ast.Yield, ast.YieldFrom)) for node in _walk_scope(helper)):
+            return None
+        arguments = helper.args
+        parameters = [arg.arg for arg in [*arguments.posonlyargs, *arguments.args]]
+        if isinstance(call.func, ast.Attribute) and parameters:
+            parameters = parameters[1:]  # `self`
+        if len(call.args) > len(parameters):
+            return None
+        nested = isinstance(self.flow.model.scope_of(helper).node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        start: dict[str, _Paths] = dict(env) if nested else {}
+        for name in [*parameters, *(arg.arg for arg in arguments.kwonlyargs)]:
+            start[name] = {}
+        for name, argument in zip(parameters, call.args):
+            start[name] = self.expression(argument, env)
+        for keyword in call.keywords:
+            start[keyword.arg] = self.expression(keyword.value, env)  # type: ignore[index]
+        decorator = self.flow.grad_mode.disabling_decorator(helper)
+        inner = LayerPaths(self.flow, self.own, (*self.stack, helper))
+        inner.block(helper.body, start, decorator)  # a `@torch.no_grad()` helper: its decorator is the cut
+        return inner.output
+
+    def _helper(self, call: ast.Call) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """Return the function of this file that `call` runs: `self.name(...)` in the same class, or `name(...)`."""
+        func = call.func
+        model = self.flow.model
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
+            owner = model.enclosing_class(call)
+            methods = [m for m in (owner.body if owner is not None else []) if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and m.name == func.attr]
+            return methods[0] if len(methods) == 1 else None
+        if isinstance(func, ast.Name):
+            bindings = model.lookup(func.id, func)
+            if len(bindings) == 1 and bindings[0].kind == "def":
+                return bindings[0].node  # type: ignore[return-value]
+        return None
+
+
+# How many helper calls deep LayerPaths follows from `forward`.
+_MAX_HELPER_DEPTH = 2
 
 
 def _self_attribute(node: ast.AST) -> str | None:

@@ -868,11 +868,15 @@ def _report_forward_cut(ctx: Context, owner: ast.ClassDef, attribute: str, cut: 
         return
     block = cut.node
     context = block.items[0].context_expr if isinstance(block, (ast.With, ast.AsyncWith)) else block  # type: ignore[attr-defined]
+    outside = "outside the block"
+    decorated = ctx.model.parent(context)
+    if isinstance(decorated, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(d is context for d in decorated.decorator_list):
+        outside = f"outside `{decorated.name}()`, which this decorator runs without gradients"
     ctx.report(
         "GS208",
         context,
         f"`self.{attribute}` reaches the output of `{owner.name}.forward` only through values computed under "
         f"`{ctx.text(context)}`, which records no autograd graph: its parameters never get a gradient and never train; "
-        f"compute them outside the block, or if `self.{attribute}` is frozen on purpose, freeze it with "
+        f"compute them {outside}, or if `self.{attribute}` is frozen on purpose, freeze it with "
         f"`self.{attribute}.requires_grad_(False)`",
     )
