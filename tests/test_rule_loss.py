@@ -357,6 +357,34 @@ for sequence, targets in loader:
     assert codes(source) == []
 
 
+def test_gradient_accumulation_total_backpropagated_is_quiet():
+    source = """
+model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+class Accumulator:
+    def __init__(self):
+        self.total = 0.0
+
+    def run(self, micro_batches):
+        for x, y in micro_batches:
+            self.total = self.total + F.mse_loss(model(x), y)
+        self.total.backward()
+
+
+for batch in loader:
+    total = 0.0
+    for x, y in batch:
+        loss = F.mse_loss(model(x), y)
+        total = total + loss
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+"""
+    assert codes(source) == []
+
+
 def test_loss_accumulated_in_entry_quiet_when_container_is_passed_or_returned():
     source = """
 def add_losses(losses, model, chunks):
