@@ -310,7 +310,7 @@ for layer in list(model.children())[:-1]:
     assert findings[0].fix.edits[0].new_text == "model.requires_grad_(False)"
 
 
-def test_setattr_freezing_every_parameter_is_warning():
+def test_setattr_freezing_everything_warns():
     source = PRELUDE + """
 model = resnet18(weights=None)
 for p in model.parameters():
@@ -321,7 +321,7 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     assert (finding.code, finding.severity.label, finding.span.line) == ("GS201", "warning", 9)
 
 
-def test_setattr_freeze_is_information_naming_the_module():
+def test_setattr_freeze_names_module():
     source = PRELUDE + """
 FLAG = "requires_grad"
 model = resnet18(weights=None)
@@ -388,5 +388,5 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 """,
     ],
 )
-def test_deliberate_setattr_freezing_gets_no_warning(body):
+def test_deliberate_setattr_freeze_is_quiet(body):
     assert codes_of(PRELUDE + body, minimum="warning") == []

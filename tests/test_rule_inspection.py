@@ -163,18 +163,18 @@ for support_x, support_y, query_x, query_y in tasks:
          "        print(model.weight - params['weight'])"),
     ],
 )
-def test_live_parameter_list_in_inner_loop_is_quiet(snapshot, inner_step):
+def test_live_parameter_list_is_quiet(snapshot, inner_step):
     assert codes(MAML.format(snapshot=snapshot, inner_step=inner_step)) == []
 
 
-def test_update_step_from_parameter_list_is_not_a_comparison():
+def test_update_step_is_not_comparison():
     source = "model = nn.Linear(4, 1)\noptimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
     source += "params = list(model.parameters())\n" + TRAINING
     source += "new_params = [p - 0.01 * p.grad for p in params]\n"
     assert codes(source) == []
 
 
-def test_self_attribute_parameter_list_updated_in_place_is_quiet():
+def test_self_fast_weights_are_quiet():
     source = """
 class Learner:
     def __init__(self, model):
@@ -197,7 +197,7 @@ class Learner:
         "before = list(model.parameters())",
     ],
 )
-def test_parameter_list_compared_after_training_is_still_warning(snapshot):
+def test_compared_parameter_list_still_warns(snapshot):
     name = snapshot.split(" ")[0]
     source = "model = nn.Linear(4, 1)\noptimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
     source += snapshot + "\n" + TRAINING
@@ -206,7 +206,7 @@ def test_parameter_list_compared_after_training_is_still_warning(snapshot):
     assert codes(source) == ["GS701"]
 
 
-def test_best_state_dict_with_meta_learning_elsewhere_is_still_warning():
+def test_best_state_beside_meta_learning_warns():
     source = """
 model = nn.Linear(4, 1)
 optimizer = torch.optim.Adam(model.parameters())

@@ -397,7 +397,7 @@ def train(model, loader, optimizer):
     assert of_code(source, "GS401") == []
 
 
-def test_step_through_method_alias_after_clearing_alias():
+def test_step_alias_after_clearing():
     source = """
         import torch
         def train(model, loader, optimizer):

@@ -271,7 +271,7 @@ def accumulate(model, chunks):
         ("from collections import defaultdict\nhistory = defaultdict(float)", "history[phase] += criterion(model(x), y)"),
     ],
 )
-def test_loss_tensor_accumulated_in_entry_or_attribute(setup, statement):
+def test_loss_added_to_entry_or_attribute(setup, statement):
     source = f"""
 {setup}
 model = nn.Linear(4, 1)
@@ -291,7 +291,7 @@ for epoch in range(10):
     assert finding.span.line == (PRELUDE + source).count("\n")
 
 
-def test_loss_tensor_accumulated_in_self_entry():
+def test_loss_added_to_self_entry():
     source = """
 class Trainer:
     def __init__(self, optimizer):
@@ -320,7 +320,7 @@ class Trainer:
         "history[epoch] += loss.item() * x.size(0)",
     ],
 )
-def test_loss_accumulated_in_entry_quiet_on_values(statement):
+def test_entry_total_quiet_on_values(statement):
     source = f"""
 from types import SimpleNamespace
 model = nn.Linear(4, 1)
@@ -335,7 +335,7 @@ for epoch in range(10):
     assert codes(source) == []
 
 
-def test_loss_accumulated_in_entry_quiet_when_backpropagated():
+def test_entry_total_backpropagated_is_quiet():
     source = """
 model = nn.GRUCell(4, 4)
 optimizer = torch.optim.Adam(model.parameters())
@@ -357,7 +357,7 @@ for sequence, targets in loader:
     assert codes(source) == []
 
 
-def test_gradient_accumulation_total_backpropagated_is_quiet():
+def test_gradient_accumulation_is_quiet():
     source = """
 model = nn.Linear(4, 1)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -385,7 +385,7 @@ for batch in loader:
     assert codes(source) == []
 
 
-def test_loss_accumulated_in_entry_quiet_when_container_is_passed_or_returned():
+def test_entry_total_passed_or_returned_is_quiet():
     source = """
 def add_losses(losses, model, chunks):
     for x, y in chunks:
@@ -407,7 +407,7 @@ def evaluate(model, loader):
     assert codes(source) == []
 
 
-def test_tensor_slices_filled_in_a_loop_are_quiet():
+def test_tensor_slices_filled_are_quiet():
     source = """
 class Heads(nn.Module):
     def __init__(self):

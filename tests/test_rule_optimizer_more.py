@@ -280,13 +280,13 @@ def test_lambda_zero_at_every_step(definition, factor):
     assert finding.span.line == 6 + definition.count("\n")
 
 
-def test_lambda_zero_at_every_step_stepped_per_epoch():
+def test_zero_lambda_stepped_per_epoch():
     source = EPOCH_LOOP.format(definition="", factor="lambda epoch: 0", epoch_step="sched.step()")
     (finding,) = of_code(source, "GS106")
     assert "is 0 at every step" in finding.message
 
 
-def test_lambda_zero_at_every_step_never_stepped():
+def test_zero_lambda_never_stepped():
     source = HEADER + "opt = torch.optim.SGD(model.parameters(), lr=0.1)\nsched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0)\n"
     assert codes_of(source) == ["GS106"]
 
@@ -411,7 +411,7 @@ def test_optimizer_rebuilt_conditionally_is_quiet():
         "def make_opt(m, lr=1e-3):\n    opt = torch.optim.Adam(m.parameters(), lr=lr)\n    return opt",
     ],
 )
-def test_optimizer_built_in_training_loop_by_factory(factory):
+def test_optimizer_built_by_factory_in_loop(factory):
     source = f"""
 import torch
 {factory}
@@ -429,7 +429,7 @@ def train(model, loader):
     assert finding.related[0].span.line == 4
 
 
-def test_optimizer_built_in_training_loop_by_method_factory():
+def test_optimizer_built_by_method_factory():
     source = """
         import torch
 
@@ -472,7 +472,7 @@ def test_optimizer_built_in_training_loop_by_method_factory():
          "opt = None\nfor x, y in loader:\n    opt = get_opt(model, opt)\n    opt.zero_grad()\n    loss_of(model, x, y).backward()\n    opt.step()"),
     ],
 )
-def test_optimizer_factory_outside_training_iteration_is_quiet(factory, loop):
+def test_optimizer_factory_outside_iteration_quiet(factory, loop):
     source = f"import torch\nmodel = torch.nn.Linear(4, 1)\n{factory}\n{loop}\n"
     assert of_code(source, "GS108") == []
 

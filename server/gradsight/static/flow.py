@@ -460,7 +460,7 @@ class ValueFlow:
         """Return the function of this file that `call` runs when a decorator turns gradients off for it.
 
         Follows `helper(...)` to a function defined once in scope and `self.helper(...)` to a method of
-        the enclosing class. Generators are left out: their values are produced later, under the caller's mode.
+        the enclosing class.
         """
         func = call.func
         function: ast.AST | None = None
@@ -474,8 +474,6 @@ class ValueFlow:
             if len(methods) == 1:
                 function = methods[0]
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or self.grad_mode.disabling_decorator(function) is None:
-            return None
-        if any(isinstance(node, (ast.Yield, ast.YieldFrom)) for node in _walk_scope(function)):
             return None
         return function
 
@@ -906,10 +904,13 @@ class _Tracer:
     def push_helper_returns(
         self, call: ast.Call, helper: ast.FunctionDef | ast.AsyncFunctionDef, cuts: tuple[Cut, ...], nd: ast.AST | None, role: str
     ) -> None:
-        """Follow what a function decorated with `@torch.no_grad()` returns, with its forward passes cut off."""
+        """Follow what a function decorated with `@torch.no_grad()` returns or yields, with its forward passes cut off.
+
+        torch's decorator also wraps generator functions, so each yielded value is computed without gradients.
+        """
         self.result.no_grad_helpers.append((call, helper))
         for node in _walk_scope(helper):
-            if not isinstance(node, ast.Return) or node.value is None:
+            if not isinstance(node, (ast.Return, ast.Yield)) or node.value is None:
                 continue
             # Each element of `return logits, features` is computed under the decorator on its own.
             values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
@@ -1141,7 +1142,8 @@ class LayerPaths:
 
         Methods of the class and functions of the file are followed up to two calls deep, with their
         parameters bound to the arguments' paths. A function nested in the caller also sees the caller's
-        variables. Calls with `*args` or `**kwargs`, generators and recursion are not followed.
+        variables. Calls with `*args` or `**kwargs` and recursive calls are not followed, and neither are
+        generators, because this walk collects `return` values only.
         """
         if len(self.stack) > _MAX_HELPER_DEPTH:
             return None
@@ -1168,7 +1170,8 @@ class LayerPaths:
             start[keyword.arg] = self.expression(keyword.value, env)  # type: ignore[index]
         decorator = self.flow.grad_mode.disabling_decorator(helper)
         inner = LayerPaths(self.flow, self.own, (*self.stack, helper))
-        inner.block(helper.body, start, decorator)  # a `@torch.no_grad()` helper: its decorator is the cut
+        # In a `@torch.no_grad()` helper, the decorator is where the gradient stops.
+        inner.block(helper.body, start, decorator)
         return inner.output
 
     def _helper(self, call: ast.Call) -> ast.FunctionDef | ast.AsyncFunctionDef | None:

@@ -182,7 +182,7 @@ class _Collected:
     grad_reads: list[ast.Attribute] = field(default_factory=list)
     # Statements that read a `.grad` attribute, by id, so assignments need no walk of their own.
     grad_statements: set[int] = field(default_factory=set)
-    # `name = optimizer.zero_grad` (or `functools.partial(optimizer.zero_grad, ...)`): each name and the method it stands for.
+    # Assignments `name = optimizer.zero_grad` (or of `functools.partial(optimizer.zero_grad, ...)`), with the method each one binds.
     method_aliases: list[tuple[ast.Assign, ast.Attribute]] = field(default_factory=list)
     model: TrainingModel | None = None
 

@@ -399,7 +399,7 @@ def check_running_totals(ctx: Context) -> None:
 
 
 def _container(total: ast.expr) -> ast.expr:
-    """Return the object that holds a total kept in an entry or attribute: `stats` for `stats["loss"]` and `stats.loss`."""
+    """Return the object that contains a total kept in an entry or attribute: `stats` for `stats["loss"]` and `stats.loss`."""
     return total.value if isinstance(total, (ast.Subscript, ast.Attribute)) else total
 
 
@@ -417,7 +417,7 @@ def _is_backpropagated_container(ctx: Context, total: ast.expr) -> bool:
     """
     container = ast.unparse(_container(total))
     if container == "self":
-        container = ast.unparse(total)  # `self.total_loss`: the attribute itself, not every use of `self`
+        container = ast.unparse(total)  # For `self.total_loss`, match the attribute itself, not every use of `self`.
     flow = flow_of(ctx)
     for _, value in ctx.state.get("backward calls", []):
         expressions: list[ast.AST] = [value]
@@ -439,7 +439,7 @@ def _refers_to(text: str, container: str) -> bool:
 
 
 def _comes_from_caller(ctx: Context, total: ast.expr) -> bool:
-    """Tell whether the container is a parameter of the enclosing function (not `self`): the caller may backpropagate it."""
+    """Tell whether the container is a parameter of the enclosing function other than `self`, which the caller may backpropagate."""
     root = _root_name(total)
     if root.id == "self":
         return False

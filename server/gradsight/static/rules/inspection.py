@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _COMPARISONS = frozenset({"torch.equal", "torch.allclose", "torch.isclose", "torch.eq", "torch.ne", "torch.dist", "torch.sub", "torch.norm"})
 _COMPARING_METHODS = frozenset({"equal", "allclose", "isclose", "eq", "ne", "sub", "dist"})
 _RESTORING_METHODS = frozenset({"load_state_dict", "copy_", "set_"})
-# Calls that take a list of parameters to differentiate or run the model with: a list given to them
+# Calls that take a list of parameters to differentiate or run the model with. A list given to them
 # is the live parameters on purpose (MAML-style inner loops), not a snapshot.
 _LIVE_PARAMETER_CALLS = frozenset({"torch.autograd.grad", "torch.func.functional_call", "torch.nn.utils.stateless.functional_call"})
 _TRAINING_PREFIXES = ("train", "fit")
@@ -212,9 +212,9 @@ def _use_kind(ctx: Context, use: ast.AST) -> tuple[ast.AST, str] | None:
             if qualname in _COMPARISONS or (method in _COMPARING_METHODS and qualname is None):
                 return parent, "comparing it with the weights always finds no change"
         elif isinstance(parent, ast.Attribute) and parent.attr != "data" and not _is_method(ctx, parent):
-            return None  # `p.grad`, `p.shape`: another value than the weights
+            return None  # `p.grad` and `p.shape` are other values than the weights.
         elif isinstance(parent, ast.BinOp) and isinstance(parent.op, ast.Sub) and _is_scaled_step(parent.right if child is parent.left else parent.left):
-            return None  # `p - lr * g`: an update step, not a comparison
+            return None  # `p - lr * g` is an update step, not a comparison.
         elif isinstance(parent, ast.Compare) or (isinstance(parent, ast.BinOp) and isinstance(parent.op, ast.Sub)):
             return parent, "comparing it with the weights always finds no change"
         elif isinstance(parent, ast.Assign) and isinstance(child, ast.expr) and parent.value is child:

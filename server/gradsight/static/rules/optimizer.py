@@ -144,7 +144,7 @@ def _learning_rates(ctx: Context, call: ast.Call) -> list[tuple[ast.AST, Resolve
     lr_value = lr_keyword.value if lr_keyword is not None else lr_node
     unpacked = ctx.values.unpacked_keyword(call, "lr") if lr_node is None else None
     if unpacked is not None:
-        # `SGD(params, **config)` with `config = {"lr": 1e-10, ...}`: report at `**config`.
+        # `SGD(params, **config)` with `config = {"lr": 1e-10, ...}` is reported at `**config`.
         lr_node, lr_value = unpacked
     if lr_node is not None:
         resolved = ctx.values.number(lr_value)
@@ -886,14 +886,14 @@ def check_optimizer_in_loop(ctx: Context) -> None:
             continue
         name = optimizer.qualname.rsplit(".", 1)[-1]
         related = [ctx.related(steps[0].report_node, "the optimizer steps here, in the same iteration")]
-        how = ""
+        factory_note = ""
         if construction is not None:
-            how = f" by `{ctx.text(optimizer.call.func)}()`, which builds a new {name} (line {construction.lineno})"
+            factory_note = f" by `{ctx.text(optimizer.call.func)}()`, which builds a new {name} (line {construction.lineno})"
             related.insert(0, ctx.related(construction, f"a new {name} is built here on every call"))
         ctx.report(
             "GS108",
             optimizer.call,
-            f"`{optimizer.target}` is built again on every iteration of the training loop (line {loop.lineno}){how}: each "
+            f"`{optimizer.target}` is built again on every iteration of the training loop (line {loop.lineno}){factory_note}: each "
             f"new {name} starts with empty state (momentum buffers, Adam moments, step counts), so it never builds up "
             f"momentum or adapts its step sizes, and a scheduler attached to the first one no longer acts; build the "
             f"optimizer once, before the loop",
@@ -929,7 +929,7 @@ def _returns_result(ctx: Context, function: ast.FunctionDef | ast.AsyncFunctionD
     name = parent.targets[0].id
     bindings = ctx.model.lookup(name, parent)
     if len(bindings) != 1 or bindings[0].scope.node is not function:
-        return False  # Rebound or kept outside the function (a cached optimizer): not new on every call.
+        return False  # A name rebound or kept outside the function (a cached optimizer) may outlive one call.
     return any(
         isinstance(node, ast.Return) and isinstance(node.value, ast.Name) and node.value.id == name and ctx.model.scope_of(node).node is function
         for node in ctx.model.subtree(function)
