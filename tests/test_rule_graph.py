@@ -265,6 +265,48 @@ for x, y, r in loader:
     assert codes(source) == []
 
 
+@pytest.mark.parametrize(
+    "make_latent",
+    [
+        "with torch.no_grad():\n        z0 = model(x)\n    z = z0.clone().requires_grad_(True)",
+        "z = encode(model, x).requires_grad_()",
+    ],
+)
+def test_no_grad_output_made_leaf_is_quiet(make_latent):
+    source = f"""
+model = nn.Linear(8, 4)
+
+
+@torch.no_grad()
+def encode(net, x):
+    return net(x)
+
+
+for x in loader:
+    {make_latent}
+    latent_optimizer = torch.optim.Adam([z], lr=0.1)
+    for _ in range(10):
+        latent_optimizer.zero_grad()
+        loss = (z - x[:, :4]).pow(2).sum()
+        loss.backward()
+        latent_optimizer.step()
+"""
+    assert codes(source) == []
+
+
+def test_detached_loss_made_leaf_is_error():
+    source = """
+model = nn.Linear(8, 4)
+optimizer = torch.optim.Adam(model.parameters())
+for x, y in loader:
+    loss = F.mse_loss(model(x), y)
+    trainable_loss = loss.detach().requires_grad_()
+    trainable_loss.backward()
+    optimizer.step()
+"""
+    assert codes(source) == ["GS203"]
+
+
 # GS203 detached-loss
 
 

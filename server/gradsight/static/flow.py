@@ -477,6 +477,24 @@ class ValueFlow:
             return None
         return function
 
+    def is_optimized_leaf(self, call: ast.Call) -> bool:
+        """Tell whether `name = x.requires_grad_()` makes a leaf tensor that an optimizer of this file receives."""
+        parent = self.model.parent(call)
+        if not (isinstance(parent, ast.Assign) and len(parent.targets) == 1 and isinstance(parent.targets[0], ast.Name)):
+            return False
+        flag = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "requires_grad"), None)
+        resolved = self.values.resolve(flag) if flag is not None else None
+        if flag is not None and (resolved is None or resolved.value is not True):
+            return False
+        name = parent.targets[0].id
+        for optimizer in self.model.nodes_of(ast.Call):
+            if self.model.call_qualname(optimizer) not in torch_api.OPTIMIZERS:  # type: ignore[arg-type]
+                continue
+            params = optimizer.args[0] if optimizer.args else next((k.value for k in optimizer.keywords if k.arg == "params"), None)  # type: ignore[attr-defined]
+            if params is not None and any(isinstance(node, ast.Name) and node.id == name for node in walk(params)):
+                return True
+        return False
+
     def call_category(self, call: ast.Call) -> str:
         """Classify a call for tracing: "model", "loss", "parameter-free", "function", "tensor" or "unknown"."""
         qualname = self.model.call_qualname(call)
@@ -936,7 +954,11 @@ class _Tracer:
             for argument in [*call.args, *(keyword.value for keyword in call.keywords)]:
                 self.push(argument, cuts, nd, INDEX)
         elif method in ("requires_grad_",):
-            self.push(receiver, cuts, nd, role)
+            if self.flow.is_optimized_leaf(call):
+                # `z = encoder(x).detach().requires_grad_()` given to an optimizer: a new leaf that trains (latent optimization).
+                self.source(call, PARAMETER, cuts, nd, role)
+            else:
+                self.push(receiver, cuts, nd, role)
         elif method in _TENSOR_METHODS or method in _SHAPE_METHODS:
             self.push(receiver, cuts, nd, role)
             for argument in [*call.args, *(keyword.value for keyword in call.keywords)]:
