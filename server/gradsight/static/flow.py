@@ -955,7 +955,7 @@ class _Tracer:
                 self.push(argument, cuts, nd, INDEX)
         elif method in ("requires_grad_",):
             if self.flow.is_optimized_leaf(call):
-                # `z = encoder(x).detach().requires_grad_()` given to an optimizer: a new leaf that trains (latent optimization).
+                # `z = encoder(x).detach().requires_grad_()` given to an optimizer is a new leaf that trains (latent optimization).
                 self.source(call, PARAMETER, cuts, nd, role)
             else:
                 self.push(receiver, cuts, nd, role)
@@ -1157,7 +1157,6 @@ class LayerPaths:
             if isinstance(child, (ast.expr, ast.comprehension, ast.keyword)):
                 result = _merge(result, self.expression(child, env))
         return result
-
 
     def helper_output(self, call: ast.Call, env: dict[str, _Paths]) -> _Paths | None:
         """Return the paths that a helper of this file returns (`self._project(x)`, `head(h)`), or None when not followed.
