@@ -548,6 +548,144 @@ def fixmatch_step(model, optimizer, labeled, weak, strong, threshold=0.95):
     return loss.item(), accuracy.item()
 """
 
+MOCO = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MoCo(nn.Module):
+    def __init__(self, base_encoder, dim=128, K=4096, m=0.999, T=0.07):
+        super().__init__()
+        self.K, self.m, self.T = K, m, T
+        self.encoder_q = base_encoder(num_classes=dim)
+        self.encoder_k = base_encoder(num_classes=dim)
+        for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
+            param_k.data.copy_(param_q.data)
+            param_k.requires_grad = False
+        self.register_buffer("queue", F.normalize(torch.randn(dim, K), dim=0))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+
+    @torch.no_grad()
+    def _momentum_update_key_encoder(self):
+        for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
+            param_k.data = param_k.data * self.m + param_q.data * (1.0 - self.m)
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self, keys):
+        ptr = int(self.queue_ptr)
+        self.queue[:, ptr : ptr + keys.shape[0]] = keys.T
+        self.queue_ptr[0] = (ptr + keys.shape[0]) % self.K
+
+    @torch.no_grad()
+    def _keys(self, im_k):
+        self._momentum_update_key_encoder()
+        return F.normalize(self.encoder_k(im_k), dim=1)
+
+    def _queries(self, im_q):
+        return F.normalize(self.encoder_q(im_q), dim=1)
+
+    def forward(self, im_q, im_k):
+        q = self._queries(im_q)
+        k = self._keys(im_k)
+        l_pos = torch.einsum("nc,nc->n", [q, k]).unsqueeze(-1)
+        l_neg = torch.einsum("nc,ck->nk", [q, self.queue.clone().detach()])
+        logits = torch.cat([l_pos, l_neg], dim=1) / self.T
+        labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+        self._dequeue_and_enqueue(k)
+        return logits, labels
+"""
+
+TEACHER_HELPER = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+student = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
+teacher = nn.Sequential(nn.Linear(32, 256), nn.ReLU(), nn.Linear(256, 10))
+optimizer = torch.optim.AdamW(student.parameters(), lr=1e-3)
+
+
+@torch.no_grad()
+def soft_targets(model, x, temperature=4.0):
+    model.eval()
+    return F.softmax(model(x) / temperature, dim=-1)
+
+
+@torch.inference_mode()
+def evaluate(model, loader):
+    correct = 0
+    for x, y in loader:
+        correct += (model(x).argmax(1) == y).sum().item()
+    return correct
+
+
+for epoch in range(10):
+    student.train()
+    stats = {"loss": 0.0, "kd": 0.0}
+    for x, y in loader:
+        logits = student(x)
+        kd = F.kl_div(F.log_softmax(logits / 4.0, dim=-1), soft_targets(teacher, x), reduction="batchmean")
+        loss = F.cross_entropy(logits, y) + 16.0 * kd
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        stats["loss"] += loss.item()
+        stats["kd"] += kd.detach()
+    print(epoch, stats, evaluate(student, val_loader))
+"""
+
+MAML = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+model = nn.Sequential(nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 1))
+meta_optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def functional_forward(x, params):
+    x = F.relu(F.linear(x, params[0], params[1]))
+    return F.linear(x, params[2], params[3])
+
+
+for iteration in range(1000):
+    meta_loss = 0.0
+    for support_x, support_y, query_x, query_y in sample_tasks(25):
+        params = list(model.parameters())
+        for _ in range(5):
+            inner_loss = F.mse_loss(functional_forward(support_x, params), support_y)
+            grads = torch.autograd.grad(inner_loss, params, create_graph=True)
+            params = [p - 0.01 * g for p, g in zip(params, grads)]
+        meta_loss = meta_loss + F.mse_loss(functional_forward(query_x, params), query_y)
+    meta_optimizer.zero_grad()
+    meta_loss.backward()
+    meta_optimizer.step()
+"""
+
+LOSS_DICT = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+model = nn.Linear(16, 4)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+clear_gradients = optimizer.zero_grad
+
+for x, targets in loader:
+    clear_gradients()
+    outputs = model(x)
+    losses = {"mse": 0.0, "l1": 0.0}
+    for name, weight in [("mse", 1.0), ("l1", 0.1)]:
+        if name == "mse":
+            losses[name] += weight * F.mse_loss(outputs, targets)
+        else:
+            losses[name] += weight * F.l1_loss(outputs, targets)
+    total = sum(losses.values())
+    total.backward()
+    optimizer.step()
+"""
+
 IDIOMS = {
     "gan_detach": GAN,
     "dqn_target_network": DQN,
@@ -564,6 +702,10 @@ IDIOMS = {
     "reinforce_log_probs": REINFORCE,
     "sequence_loss_sum": SEQUENCE_LOSS,
     "pseudo_labels_and_accuracy": PSEUDO_LABELS,
+    "moco_helpers_under_no_grad": MOCO,
+    "teacher_targets_in_no_grad_helper": TEACHER_HELPER,
+    "maml_inner_loop": MAML,
+    "loss_dict_backpropagated": LOSS_DICT,
 }
 
 

@@ -294,3 +294,99 @@ def test_frozen_by_mistake_case_links_the_attribute_unfreeze(cases_dir):
     warning = next(f for f in result.findings if f.code == "GS201")
     assert warning.severity.label == "warning"
     assert [item.span.line for item in warning.related] == [31, 24]
+
+
+def test_setattr_on_module_is_module_attribute():
+    source = PRELUDE + """
+model = resnet18(weights=None)
+setattr(model, "requires_grad", False)
+setattr(model.layer1, 'requires_grad', True)
+for layer in list(model.children())[:-1]:
+    setattr(layer, "requires_grad", False)
+"""
+    findings = [f for f in findings_of(source) if f.code == "GS206"]
+    assert [f.span.line for f in findings] == [8, 9, 11]
+    assert '`setattr(model, "requires_grad", False)` only sets a plain attribute' in findings[0].message
+    assert findings[0].fix.edits[0].new_text == "model.requires_grad_(False)"
+
+
+def test_setattr_freezing_everything_warns():
+    source = PRELUDE + """
+model = resnet18(weights=None)
+for p in model.parameters():
+    setattr(p, "requires_grad", False)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+"""
+    (finding,) = findings_of(source)
+    assert (finding.code, finding.severity.label, finding.span.line) == ("GS201", "warning", 9)
+
+
+def test_setattr_freeze_names_module():
+    source = PRELUDE + """
+FLAG = "requires_grad"
+model = resnet18(weights=None)
+for p in model.layer1.parameters():
+    setattr(p, FLAG, False)
+"""
+    (finding,) = findings_of(source)
+    assert (finding.code, finding.severity.label) == ("GS201", "information")
+    assert "`model.layer1`" in finding.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Frozen backbone, optimizer over the new head.
+        """
+model = resnet18(weights=None)
+for p in model.parameters():
+    setattr(p, "requires_grad", False)
+model.fc = nn.Linear(512, 10)
+optimizer = torch.optim.SGD(model.fc.parameters(), lr=0.1)
+""",
+        # Everything frozen, then the head unfrozen with setattr.
+        """
+model = resnet18(weights=None)
+for p in model.parameters():
+    p.requires_grad = False
+for p in model.fc.parameters():
+    setattr(p, "requires_grad", True)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+""",
+        # Unfrozen through setattr with a flag the checker cannot read.
+        """
+model = resnet18(weights=None)
+model.requires_grad_(False)
+for p in model.fc.parameters():
+    setattr(p, "requires_grad", config.trainable)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+""",
+        # A target network is frozen; the optimizer trains the online network.
+        """
+import copy
+online = resnet18(weights=None)
+target = copy.deepcopy(online)
+for p in target.parameters():
+    setattr(p, "requires_grad", False)
+optimizer = torch.optim.Adam(online.parameters(), lr=1e-3)
+""",
+        # Another attribute, and a setattr of this file's own.
+        """
+model = resnet18(weights=None)
+for p in model.parameters():
+    setattr(p, "is_frozen", False)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+""",
+        """
+def setattr(obj, name, value):
+    pass
+
+model = resnet18(weights=None)
+for p in model.parameters():
+    setattr(p, "requires_grad", False)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+""",
+    ],
+)
+def test_deliberate_setattr_freeze_is_quiet(body):
+    assert codes_of(PRELUDE + body, minimum="warning") == []

@@ -161,6 +161,152 @@ def train(model, loader, optimizer):
     assert codes(source) == []
 
 
+def test_no_grad_helper_forward_is_error():
+    source = PRELUDE + """
+model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+
+
+@torch.no_grad()
+def predict(net, inputs):
+    return net(inputs)
+
+
+for x, y in loader:
+    optimizer.zero_grad()
+    logits = predict(model, x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    optimizer.step()
+"""
+    (finding,) = [f for f in findings_of(source) if f.code == "GS202"]
+    assert (finding.severity.label, finding.span.line) == ("error", 17)
+    assert "`predict(model, x)` runs the forward pass `net(inputs)` in `predict()`" in finding.message
+    assert [r.span.line for r in finding.related] == [12, 10, 19]
+
+
+@pytest.mark.parametrize(
+    "helper, call",
+    [
+        ("@torch.inference_mode()\ndef forward_pass(net, x):\n    out = net(x)\n    return out", "forward_pass(model, x)"),
+        ("@torch.no_grad\ndef forward_pass(net, x):\n    return F.log_softmax(net(x), dim=1)", "forward_pass(model, x)"),
+        ("@torch.no_grad()\ndef forward_pass(net, x):\n    return net(x), x.size(0)", "forward_pass(model, x)[0]"),
+        ("@torch.no_grad()\ndef forward_pass(x):\n    return model(x)", "forward_pass(x)"),
+        # torch's decorator wraps generators too: every yielded output is computed without gradients.
+        ("@torch.no_grad()\ndef forward_all(net, xs):\n    for x in xs:\n        yield net(x)", "next(forward_all(model, [x]))"),
+    ],
+)
+def test_no_grad_helper_variants(helper, call):
+    source = f"""
+model = nn.Linear(4, 2)
+{helper}
+
+for x, y in loader:
+    loss = F.cross_entropy({call}, y)
+    loss.backward()
+"""
+    assert codes(source) == ["GS202"]
+
+
+def test_no_grad_method_helper_is_error():
+    source = """
+class Trainer:
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    @torch.inference_mode()
+    def _forward(self, model, x):
+        return model(x)
+
+    def fit(self, model, loader):
+        for x, y in loader:
+            self.optimizer.zero_grad()
+            loss = F.cross_entropy(self._forward(model, x), y)
+            loss.backward()
+            self.optimizer.step()
+"""
+    (finding,) = [f for f in findings_of(PRELUDE + source) if f.code == "GS202"]
+    assert finding.span.line == PRELUDE.count("\n") + 13
+
+
+@pytest.mark.parametrize(
+    "helper, loop",
+    [
+        # An evaluation helper whose output is not backpropagated.
+        ("@torch.no_grad()\ndef predict(net, x):\n    return net(x)",
+         "    loss = F.cross_entropy(model(x), y)\n    loss.backward()\n    accuracy = (predict(model, x).argmax(1) == y).float().mean()"),
+        # DQN targets and distillation teachers computed in a helper.
+        ("@torch.no_grad()\ndef targets_of(net, r, s2):\n    return r + 0.99 * net(s2).max(1).values",
+         "    q = model(x).gather(1, y.unsqueeze(1)).squeeze(1)\n    loss = F.mse_loss(q, targets_of(target_net, r, x))\n    loss.backward()"),
+        ("@torch.no_grad()\ndef soft_labels(net, x):\n    return F.softmax(net(x) / 2.0, dim=1)",
+         "    loss = F.kl_div(F.log_softmax(model(x), dim=1), soft_labels(teacher, x))\n    loss.backward()"),
+        ("@torch.no_grad()\ndef pseudo_labels(net, x):\n    return net(x).argmax(1)",
+         "    loss = F.cross_entropy(model(x), pseudo_labels(model, x))\n    loss.backward()"),
+        # Gradients turned on again inside the helper, or its argument returned as it is.
+        ("@torch.no_grad()\ndef forward_pass(net, x):\n    with torch.enable_grad():\n        return net(x)",
+         "    loss = F.cross_entropy(forward_pass(model, x), y)\n    loss.backward()"),
+        ("@torch.no_grad()\ndef log_stats(t):\n    print(t.mean())\n    return t",
+         "    loss = F.cross_entropy(log_stats(model(x)), y)\n    loss.backward()"),
+        # Not decorated.
+        ("def forward_pass(net, x):\n    return net(x)",
+         "    loss = F.cross_entropy(forward_pass(model, x), y)\n    loss.backward()"),
+    ],
+)
+def test_no_grad_helper_quiet(helper, loop):
+    source = f"""
+model = nn.Linear(4, 2)
+target_net = nn.Linear(4, 2)
+teacher = nn.Linear(4, 2)
+{helper}
+
+for x, y, r in loader:
+{loop}
+"""
+    assert codes(source) == []
+
+
+@pytest.mark.parametrize(
+    "make_latent",
+    [
+        "with torch.no_grad():\n        z0 = model(x)\n    z = z0.clone().requires_grad_(True)",
+        "z = encode(model, x).requires_grad_()",
+    ],
+)
+def test_no_grad_output_made_leaf_is_quiet(make_latent):
+    source = f"""
+model = nn.Linear(8, 4)
+
+
+@torch.no_grad()
+def encode(net, x):
+    return net(x)
+
+
+for x in loader:
+    {make_latent}
+    latent_optimizer = torch.optim.Adam([z], lr=0.1)
+    for _ in range(10):
+        latent_optimizer.zero_grad()
+        loss = (z - x[:, :4]).pow(2).sum()
+        loss.backward()
+        latent_optimizer.step()
+"""
+    assert codes(source) == []
+
+
+def test_detached_loss_made_leaf_is_error():
+    source = """
+model = nn.Linear(8, 4)
+optimizer = torch.optim.Adam(model.parameters())
+for x, y in loader:
+    loss = F.mse_loss(model(x), y)
+    trainable_loss = loss.detach().requires_grad_()
+    trainable_loss.backward()
+    optimizer.step()
+"""
+    assert codes(source) == ["GS203"]
+
+
 # GS203 detached-loss
 
 
@@ -390,6 +536,127 @@ class Net(nn.Module):
     def forward(self, x):
         z = self.encoder(x)
         return self.head(z), z.detach()
+"""
+    assert codes(source) == []
+
+
+@pytest.mark.parametrize(
+    "helper, forward",
+    [
+        # A method that detaches.
+        ("    def _project(self, x):\n        return self.encoder(x).detach()",
+         "        return self.head(self._project(x))"),
+        ("    def _project(self, x):\n        h = self.encoder(x)\n        return h.data",
+         "        return self.head(self._project(x=x))"),
+        # A function nested in forward that detaches a value of forward.
+        ("",
+         "        h = self.encoder(x)\n\n        def classify(t):\n            return self.head(t.detach())\n\n        return classify(h)"),
+        # A function of the module that detaches its argument.
+        ("",
+         "        return detached_head(self.head, self.encoder(x))"),
+        # Two helpers deep.
+        ("    def _project(self, x):\n        return self.encoder(x).detach()\n\n    def _embed(self, x):\n        return self._project(x) * 2",
+         "        return self.head(self._embed(x))"),
+    ],
+)
+def test_detach_in_forward_through_helper(helper, forward):
+    source = f"""
+def detached_head(layer, features):
+    return layer(features.detach())
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 2)
+
+{helper}
+
+    def forward(self, x):
+{forward}
+"""
+    (finding,) = findings_of(PRELUDE + source)
+    assert finding.code == "GS207"
+    assert "`self.encoder` reaches the output of `Net.forward`" in finding.message
+
+
+def test_no_grad_helper_in_forward_warns():
+    source = """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 8, 3)
+        self.head = nn.Linear(8, 2)
+
+    @torch.no_grad()
+    def _features(self, x):
+        return self.backbone(x).mean(dim=(2, 3))
+
+    def forward(self, x):
+        return self.head(self._features(x))
+"""
+    (finding,) = findings_of(PRELUDE + source)
+    assert (finding.code, finding.span.line) == ("GS208", PRELUDE.count("\n") + 8)
+    assert "outside `_features()`" in finding.message
+
+
+@pytest.mark.parametrize(
+    "helper, forward",
+    [
+        # A stop-gradient helper beside a live path (SimSiam).
+        ("    def _stop_grad(self, z):\n        return z.detach()",
+         "        z = self.encoder(x)\n        return self.head(z), self._stop_grad(z)"),
+        # A target network's features detached in a helper (BYOL, DQN).
+        ("    def _target_features(self, x):\n        return self.target_encoder(x).detach()",
+         "        return self.head(self.encoder(x)), self._target_features(x)"),
+        # A frozen backbone run in a helper under no_grad.
+        ("    @torch.no_grad()\n    def _frozen(self, x):\n        return self.backbone(x)",
+         "        return self.head(self.encoder(self._frozen(x)))"),
+        # Helpers the analysis does not follow: calls with *args, and generators.
+        ("    def _project(self, *xs):\n        return self.encoder(xs[0]).detach()",
+         "        args = (x,)\n        return self.head(self._project(*args))"),
+        ("    def _project(self, x):\n        yield self.encoder(x).detach()",
+         "        return self.head(next(self._project(x)))"),
+    ],
+)
+def test_detach_in_forward_through_helper_quiet(helper, forward):
+    source = f"""
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Linear(8, 8)
+        self.target_encoder = copy.deepcopy(self.encoder)
+        self.backbone = nn.Linear(8, 8)
+        self.backbone.requires_grad_(False)
+        self.head = nn.Linear(8, 2)
+
+{helper}
+
+    def forward(self, x):
+{forward}
+"""
+    assert codes("import copy\n" + source) == []
+
+
+def test_gan_discriminator_helper_is_quiet():
+    source = """
+class GAN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.generator = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 8))
+        self.discriminator = nn.Sequential(nn.Linear(8, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1))
+
+    def _discriminator_loss(self, real, fake):
+        real_logits = self.discriminator(real)
+        fake_logits = self.discriminator(fake.detach())
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+    def forward(self, z, real):
+        fake = self.generator(z)
+        d_loss = self._discriminator_loss(real, fake)
+        g_loss = F.softplus(-self.discriminator(fake)).mean()
+        return d_loss, g_loss
 """
     assert codes(source) == []
 

@@ -123,3 +123,98 @@ def test_snapshot_fix_reuses_existing_import():
     fix, result = fixed(source, "GS701")
     assert len(fix.edits) == 1
     assert "before = deepcopy(model.state_dict())" in result
+
+
+MAML = """
+model = nn.Linear(4, 1)
+meta_optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+inner_lr = 0.01
+for support_x, support_y, query_x, query_y in tasks:
+    {snapshot}
+    for _ in range(5):
+        {inner_step}
+    meta_optimizer.zero_grad()
+    F.mse_loss(F.linear(query_x, params[0], params[1]), query_y).backward()
+    meta_optimizer.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "snapshot, inner_step",
+    [
+        # Differentiated with autograd.grad and updated functionally.
+        ("params = list(model.parameters())",
+         "loss = F.mse_loss(F.linear(support_x, params[0], params[1]), support_y)\n"
+         "        grads = torch.autograd.grad(loss, params, create_graph=True)\n"
+         "        params = [p - inner_lr * g for p, g in zip(params, grads)]"),
+        # Only given to autograd.grad.
+        ("params = list(model.parameters())",
+         "loss = F.mse_loss(F.linear(support_x, params[0], params[1]), support_y)\n"
+         "        grads = torch.autograd.grad(loss, params)\n"
+         "        print([torch.equal(p, g) for p, g in zip(params, grads)])"),
+        # Only rebound from its own update.
+        ("params = [p for p in model.parameters()]",
+         "loss = F.mse_loss(F.linear(support_x, params[0], params[1]), support_y)\n"
+         "        loss.backward()\n"
+         "        params = [p - inner_lr * p.grad for p in params]"),
+        # Run through functional_call.
+        ("params = dict(model.named_parameters())",
+         "out = torch.func.functional_call(model, params, (support_x,))\n"
+         "        print(model.weight - params['weight'])"),
+    ],
+)
+def test_live_parameter_list_is_quiet(snapshot, inner_step):
+    assert codes(MAML.format(snapshot=snapshot, inner_step=inner_step)) == []
+
+
+def test_update_step_is_not_comparison():
+    source = "model = nn.Linear(4, 1)\noptimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+    source += "params = list(model.parameters())\n" + TRAINING
+    source += "new_params = [p - 0.01 * p.grad for p in params]\n"
+    assert codes(source) == []
+
+
+def test_self_fast_weights_are_quiet():
+    source = """
+class Learner:
+    def __init__(self, model):
+        self.model = model
+        self.fast_weights = list(model.parameters())
+
+    def adapt(self, x, y, lr):
+        loss = F.mse_loss(F.linear(x, *self.fast_weights), y)
+        loss.backward()
+        self.fast_weights = [w - lr * g for w, g in zip(self.fast_weights, torch.autograd.grad(loss, self.fast_weights))]
+        print([torch.equal(a, b) for a, b in zip(self.fast_weights, self.model.parameters())])
+"""
+    assert codes(source) == []
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [
+        "params = list(model.parameters())",
+        "before = list(model.parameters())",
+    ],
+)
+def test_compared_parameter_list_still_warns(snapshot):
+    name = snapshot.split(" ")[0]
+    source = "model = nn.Linear(4, 1)\noptimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+    source += snapshot + "\n" + TRAINING
+    source += f"changes = [(p - q).abs().max() for p, q in zip({name}, model.parameters())]\n"
+    source += f"grads = [p.grad for p in {name}]\n"
+    assert codes(source) == ["GS701"]
+
+
+def test_best_state_beside_meta_learning_warns():
+    source = """
+model = nn.Linear(4, 1)
+optimizer = torch.optim.Adam(model.parameters())
+best_state = model.state_dict()
+for epoch in range(10):
+    params = list(model.parameters())
+    grads = torch.autograd.grad(F.mse_loss(model(x), y), params)
+    optimizer.step()
+model.load_state_dict(best_state)
+"""
+    assert codes(source) == ["GS701"]

@@ -3,6 +3,8 @@
 import ast
 import textwrap
 
+import pytest
+
 from conftest import findings_of
 from gradsight.findings import Fix, Severity
 from gradsight.fixes import apply_fixes
@@ -363,6 +365,88 @@ def test_cleared_in_other_branch_is_quiet():
                     optimizer.step()
                 else:
                     optimizer.zero_grad()
+    """
+    assert of_code(source, "GS404") == []
+
+
+@pytest.mark.parametrize(
+    "alias",
+    [
+        "clear = optimizer.zero_grad",
+        "clear = model.zero_grad",
+        "clear = functools.partial(optimizer.zero_grad, set_to_none=True)",
+        "clear = partial(optimizer.zero_grad, set_to_none=True)",
+    ],
+)
+def test_cleared_before_step_through_method_alias(alias):
+    source = f"""
+import functools
+from functools import partial
+import torch
+def train(model, loader, optimizer):
+    {alias}
+    for x, y in loader:
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        clear()
+        optimizer.step()
+"""
+    (finding,) = of_code(source, "GS404")
+    assert finding.span.line == 10
+    assert "`clear()` clears the gradients" in finding.message
+    assert of_code(source, "GS401") == []
+
+
+def test_step_alias_after_clearing():
+    source = """
+        import torch
+        def train(model, loader, optimizer):
+            clear, update = optimizer.zero_grad, optimizer.step
+            step = optimizer.step
+            for x, y in loader:
+                loss = torch.nn.functional.mse_loss(model(x), y)
+                loss.backward()
+                optimizer.zero_grad()
+                step()
+    """
+    (finding,) = of_code(source, "GS404")
+    assert finding.related[1].span.line == 10
+
+
+@pytest.mark.parametrize(
+    "setup, loop_body",
+    [
+        # The alias clears before backward() or after the step.
+        ("clear = optimizer.zero_grad", "clear()\n        model(x).sum().backward()\n        optimizer.step()"),
+        ("clear = optimizer.zero_grad", "model(x).sum().backward()\n        optimizer.step()\n        clear()"),
+        ("step = optimizer.step", "optimizer.zero_grad()\n        model(x).sum().backward()\n        step()"),
+        # Another object's method.
+        ("clear = cache.clear", "optimizer.zero_grad()\n        model(x).sum().backward()\n        clear()\n        optimizer.step()"),
+    ],
+)
+def test_method_alias_in_order_is_quiet(setup, loop_body):
+    source = f"""
+import torch
+def train(model, loader, optimizer, cache):
+    {setup}
+    for x in loader:
+        {loop_body}
+"""
+    assert of_code(source, "GS404") == []
+    assert of_code(source, "GS401") == []
+
+
+def test_rebound_method_alias_is_not_followed():
+    source = """
+        import torch
+        def train(model, loader, optimizer, verbose):
+            clear = optimizer.zero_grad
+            if verbose:
+                clear = print
+            for x in loader:
+                model(x).sum().backward()
+                clear()
+                optimizer.step()
     """
     assert of_code(source, "GS404") == []
 

@@ -261,6 +261,176 @@ def accumulate(model, chunks):
     assert codes(source) == []
 
 
+@pytest.mark.parametrize(
+    "setup, statement",
+    [
+        ("stats = {'loss': 0.0}", "stats['loss'] += loss"),
+        ("stats = {'loss': 0.0}", "stats['loss'] = stats['loss'] + loss"),
+        ("from types import SimpleNamespace\nstats = SimpleNamespace(loss=0.0)", "stats.loss += loss"),
+        ("from collections import defaultdict\nhistory = defaultdict(float)", "history[epoch] += loss"),
+        ("from collections import defaultdict\nhistory = defaultdict(float)", "history[phase] += criterion(model(x), y)"),
+    ],
+)
+def test_loss_added_to_entry_or_attribute(setup, statement):
+    source = f"""
+{setup}
+model = nn.Linear(4, 1)
+criterion = nn.MSELoss()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+phase = "train"
+for epoch in range(10):
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss.backward()
+        optimizer.step()
+        {statement}
+"""
+    (finding,) = findings_of(PRELUDE + source)
+    assert finding.code == "GS503"
+    assert finding.span.line == (PRELUDE + source).count("\n")
+
+
+def test_loss_added_to_self_entry():
+    source = """
+class Trainer:
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.running = {"loss": 0.0}
+
+    def fit(self, model, loader):
+        for x, y in loader:
+            self.optimizer.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            self.optimizer.step()
+            self.running["loss"] += loss
+"""
+    (finding,) = findings_of(PRELUDE + source)
+    assert finding.code == "GS503"
+    assert "`self.running[\"loss\"]` keeps the graph" in finding.message
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "stats['loss'] += loss.item()",
+        "stats['loss'] += loss.detach()",
+        "stats.loss += float(loss)",
+        "history[epoch] += loss.item() * x.size(0)",
+    ],
+)
+def test_entry_total_quiet_on_values(statement):
+    source = f"""
+from types import SimpleNamespace
+model = nn.Linear(4, 1)
+stats = {{'loss': 0.0}}
+history = {{}}
+for epoch in range(10):
+    for x, y in loader:
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        {statement}
+"""
+    assert codes(source) == []
+
+
+def test_entry_total_backpropagated_is_quiet():
+    source = """
+model = nn.GRUCell(4, 4)
+optimizer = torch.optim.Adam(model.parameters())
+for sequence, targets in loader:
+    h = torch.zeros(1, 4)
+    losses = {"mse": 0.0, "l1": 0.0}
+    state = {"total": 0.0}
+    for x, y in zip(sequence, targets):
+        h = model(x, h)
+        losses["mse"] += F.mse_loss(h, y)
+        losses["l1"] = losses["l1"] + F.l1_loss(h, y)
+        state["total"] += F.mse_loss(h, y)
+    optimizer.zero_grad()
+    total = sum(losses.values())
+    total.backward(retain_graph=True)
+    state["total"].backward()
+    optimizer.step()
+"""
+    assert codes(source) == []
+
+
+def test_gradient_accumulation_is_quiet():
+    source = """
+model = nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+class Accumulator:
+    def __init__(self):
+        self.total = 0.0
+
+    def run(self, micro_batches):
+        for x, y in micro_batches:
+            self.total = self.total + F.mse_loss(model(x), y)
+        self.total.backward()
+
+
+for batch in loader:
+    total = 0.0
+    for x, y in batch:
+        loss = F.mse_loss(model(x), y)
+        total = total + loss
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+"""
+    assert codes(source) == []
+
+
+def test_entry_total_passed_or_returned_is_quiet():
+    source = """
+def add_losses(losses, model, chunks):
+    for x, y in chunks:
+        losses["mse"] += F.mse_loss(model(x), y)
+
+def loss_terms(model, chunks):
+    terms = {"mse": 0.0}
+    for x, y in chunks:
+        terms["mse"] += F.mse_loss(model(x), y)
+    return terms
+
+def evaluate(model, loader):
+    stats = {"loss": 0.0}
+    with torch.no_grad():
+        for x, y in loader:
+            stats["loss"] += F.mse_loss(model(x), y)
+    print(stats)
+"""
+    assert codes(source) == []
+
+
+def test_tensor_slices_filled_are_quiet():
+    source = """
+class Heads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.heads = nn.ModuleList([nn.Linear(4, 1) for _ in range(3)])
+
+    def forward(self, x):
+        out = torch.zeros(x.size(0), 3)
+        for i, head in enumerate(self.heads):
+            out[:, i] += head(x).squeeze(1)
+        self.last = out
+        return x
+
+model = Heads()
+for x, y in loader:
+    stats = {"loss": 0.0}
+    loss = F.mse_loss(model(x), y)
+    loss.backward()
+    stats["loss"] += loss
+"""
+    assert codes(source) == []
+
+
 def test_loss_tensor_accumulated_fix_adds_detach():
     source = PRELUDE + """
 model = nn.Linear(4, 1)

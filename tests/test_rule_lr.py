@@ -278,3 +278,54 @@ def test_lr_config_value_named_as_written():
 )
 def test_lr_parameter_groups_and_clipping(source, expected):
     assert codes_of(HEADER + source) == expected
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("cfg = {'lr': 1e-10, 'momentum': 0.9}\nopt = torch.optim.SGD(model.parameters(), **cfg)", ["GS101"]),
+        ("cfg = dict(lr=1e-10, weight_decay=0.0)\nopt = torch.optim.Adam(model.parameters(), **cfg)", ["GS101"]),
+        ("opt = torch.optim.SGD(model.parameters(), **{'lr': 0})", ["GS101"]),
+        ("config = {'optim': {'lr': 1e-9}}\nopt = torch.optim.SGD(model.parameters(), **config['optim'])", ["GS101"]),
+        ("kwargs = {'lr': 0.5}\nopt = torch.optim.Adam(model.parameters(), **kwargs)", ["GS102"]),
+        ("cfg = {'lr': 0.01, 'momentum': 1.5}\nopt = torch.optim.SGD(model.parameters(), **cfg)", ["GS105"]),
+        ("cfg = {'lr': 1e-3, 'betas': (0.9, 1.2)}\nopt = torch.optim.Adam(model.parameters(), **cfg)", ["GS105"]),
+        # An explicit lr is the one used; the dict only passes the rest.
+        ("cfg = {'momentum': 0.9}\nopt = torch.optim.SGD(model.parameters(), lr=1e-10, **cfg)", ["GS101"]),
+    ],
+)
+def test_lr_unpacked_config_dict(source, expected):
+    assert codes_of(HEADER + source) == expected
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "cfg = {'lr': 0.01, 'momentum': 0.9}\nopt = torch.optim.SGD(model.parameters(), **cfg)",
+        # The dict is unknown, rebound, changed after it is made, or merged with another mapping.
+        "import json\ncfg = json.load(open('c.json'))\nopt = torch.optim.SGD(model.parameters(), **cfg)",
+        "cfg = {'lr': 1e-10}\ncfg = {'lr': 0.1}\nopt = torch.optim.SGD(model.parameters(), **cfg)",
+        "cfg = {'lr': 1e-10}\nif resume:\n    cfg = {'lr': 0.1}\nopt = torch.optim.SGD(model.parameters(), **cfg)",
+        "cfg = {'lr': 1e-10}\ncfg['lr'] = 0.1\nopt = torch.optim.SGD(model.parameters(), **cfg)",
+        "cfg = {'lr': 1e-10}\ncfg.update(lr=0.1)\nopt = torch.optim.SGD(model.parameters(), **cfg)",
+        "cfg = {'lr': 1e-10}\ncfg |= overrides\nopt = torch.optim.SGD(model.parameters(), **cfg)",
+        "cfg = {'lr': 1e-10, **overrides}\nopt = torch.optim.SGD(model.parameters(), **cfg)",
+        "cfg = dict(base, lr=1e-10)\nopt = torch.optim.SGD(model.parameters(), **cfg)",
+        "cfg = {'lr': 1e-10}\nopt = torch.optim.SGD(model.parameters(), **cfg, **overrides)",
+        "for cfg in [{'lr': 1e-10}, {'lr': 0.1}]:\n    opt = torch.optim.SGD(model.parameters(), **cfg)",
+        "def build(cfg={'lr': 1e-10}):\n    return torch.optim.SGD(model.parameters(), **cfg)",
+        # A scheduler sets the lr on its own terms.
+        "cfg = {'lr': 0}\nopt = torch.optim.AdamW(model.parameters(), **cfg)\n"
+        "sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-4, total_steps=100)",
+    ],
+)
+def test_lr_unpacked_config_dict_quiet(source):
+    assert codes_of(HEADER + source) == []
+
+
+def test_lr_unpacked_config_dict_message():
+    source = HEADER + "cfg = {'lr': 1e-10, 'momentum': 0.9}\n\nopt = torch.optim.SGD(model.parameters(), **cfg)\n"
+    (finding,) = findings_of(source)
+    assert finding.span.line == 6
+    assert "(`cfg['lr']`, line 4)" in finding.message
+    assert finding.related[0].span.line == 4

@@ -247,6 +247,66 @@ def test_cosine_lambda_is_quiet():
     assert of_code(source, "GS106") == []
 
 
+PER_BATCH_STEP = """
+import torch
+model = torch.nn.Linear(4, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+{definition}
+sched = torch.optim.lr_scheduler.LambdaLR(opt, {factor})
+for x in range(100):
+    opt.zero_grad()
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    sched.step()
+"""
+
+
+@pytest.mark.parametrize(
+    "definition, factor",
+    [
+        ("", "lambda epoch: 0"),
+        ("", "lambda epoch: 0.0"),
+        ("", "lr_lambda=lambda _: 0 * 0.95"),
+        ("", "lambda step: int(0.5)"),
+        ("def constant(epoch):\n    return 0", "constant"),
+        ("def constant(epoch):\n    return 0.0", "lr_lambda=constant"),
+        ("SCALE = 0\nschedule = lambda step: SCALE * (step + 1)", "schedule"),
+    ],
+)
+def test_lambda_zero_at_every_step(definition, factor):
+    source = PER_BATCH_STEP.format(definition=definition, factor=factor)
+    (finding,) = of_code(source, "GS106")
+    assert "is 0 at every step" in finding.message
+    assert finding.span.line == 6 + definition.count("\n")
+
+
+def test_zero_lambda_stepped_per_epoch():
+    source = EPOCH_LOOP.format(definition="", factor="lambda epoch: 0", epoch_step="sched.step()")
+    (finding,) = of_code(source, "GS106")
+    assert "is 0 at every step" in finding.message
+
+
+def test_zero_lambda_never_stepped():
+    source = HEADER + "opt = torch.optim.SGD(model.parameters(), lr=0.1)\nsched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0)\n"
+    assert codes_of(source) == ["GS106"]
+
+
+@pytest.mark.parametrize(
+    "factor",
+    [
+        "lambda step: min(1.0, step / 1000)",  # linear warmup, stepped per batch
+        "lambda step: int(step >= 10)",  # a short hold at 0, then the full lr
+        "lambda step: 0.95 ** step",
+        "lambda step: 1",
+        "[lambda step: 0, lambda step: 1.0]",  # a group kept at lr 0 beside one that trains
+        "lambda step: factor",  # not known
+    ],
+)
+def test_lambda_not_zero_everywhere_is_quiet(factor):
+    source = PER_BATCH_STEP.format(definition="", factor=factor)
+    assert of_code(source, "GS106") == []
+
+
 # GS107 tiny-grad-clip
 
 
@@ -341,6 +401,79 @@ def test_optimizer_rebuilt_conditionally_is_quiet():
                 torch.nn.functional.mse_loss(model(x), y).backward()
                 optimizer.step()
     """
+    assert of_code(source, "GS108") == []
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        "def make_opt(m):\n    return torch.optim.Adam(m.parameters(), lr=1e-3)",
+        "def make_opt(m, lr=1e-3):\n    opt = torch.optim.Adam(m.parameters(), lr=lr)\n    return opt",
+    ],
+)
+def test_optimizer_built_by_factory_in_loop(factory):
+    source = f"""
+import torch
+{factory}
+
+def train(model, loader):
+    for x, y in loader:
+        opt = make_opt(model)
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+"""
+    (finding,) = of_code(source, "GS108")
+    assert finding.span.line == 7 + factory.count("\n")
+    assert "by `make_opt()`, which builds a new Adam (line 4)" in finding.message
+    assert finding.related[0].span.line == 4
+
+
+def test_optimizer_built_by_method_factory():
+    source = """
+        import torch
+
+        class Trainer:
+            def __init__(self, model):
+                self.model = model
+
+            def build_optimizer(self):
+                return torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9)
+
+            def fit(self, loader):
+                for x, y in loader:
+                    optimizer = self.build_optimizer()
+                    optimizer.zero_grad()
+                    torch.nn.functional.mse_loss(self.model(x), y).backward()
+                    optimizer.step()
+    """
+    (finding,) = of_code(source, "GS108")
+    assert finding.span.line == 13
+
+
+@pytest.mark.parametrize(
+    "factory, loop",
+    [
+        # Built once, before the loop.
+        ("def make_opt(m):\n    return torch.optim.Adam(m.parameters())",
+         "opt = make_opt(model)\nfor x, y in loader:\n    opt.zero_grad()\n    loss_of(model, x, y).backward()\n    opt.step()"),
+        # Built per run, with a new model, in a loop over runs.
+        ("def make_opt(m):\n    return torch.optim.Adam(m.parameters())",
+         "for seed in range(3):\n    model = torch.nn.Linear(4, 1)\n    opt = make_opt(model)\n"
+         "    opt.zero_grad()\n    loss_of(model, x, y).backward()\n    opt.step()"),
+        # Built per epoch, stepped in the loop over batches.
+        ("def make_opt(m):\n    return torch.optim.Adam(m.parameters())",
+         "for epoch in range(3):\n    opt = make_opt(model)\n    for x, y in loader:\n"
+         "        opt.zero_grad()\n        loss_of(model, x, y).backward()\n        opt.step()"),
+        # A cached optimizer: built on the first call only.
+        ("_OPT = None\ndef make_opt(m):\n    global _OPT\n    if _OPT is None:\n        _OPT = torch.optim.Adam(m.parameters())\n    return _OPT",
+         "for x, y in loader:\n    opt = make_opt(model)\n    opt.zero_grad()\n    loss_of(model, x, y).backward()\n    opt.step()"),
+        ("def get_opt(m, opt=None):\n    if opt is None:\n        opt = torch.optim.Adam(m.parameters())\n    return opt",
+         "opt = None\nfor x, y in loader:\n    opt = get_opt(model, opt)\n    opt.zero_grad()\n    loss_of(model, x, y).backward()\n    opt.step()"),
+    ],
+)
+def test_optimizer_factory_outside_iteration_quiet(factory, loop):
+    source = f"import torch\nmodel = torch.nn.Linear(4, 1)\n{factory}\n{loop}\n"
     assert of_code(source, "GS108") == []
 
 

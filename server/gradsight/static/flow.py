@@ -139,6 +139,8 @@ class Trace:
     statements: set[ast.AST] = field(default_factory=set)
     # Loss function calls on the way whose result carries on unchanged: (call, its input argument).
     losses: list[tuple[ast.Call, ast.expr]] = field(default_factory=list)
+    # Calls of this file's functions decorated to run without gradients, whose returned values the trace followed.
+    no_grad_helpers: list[tuple[ast.Call, ast.FunctionDef | ast.AsyncFunctionDef]] = field(default_factory=list)
     # False when the trace stopped early: rules must then not conclude anything.
     complete: bool = True
 
@@ -192,6 +194,10 @@ class GradMode:
                 break
         self._cache[node] = result
         return result
+
+    def disabling_decorator(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.expr | None:
+        """Return the decorator that turns gradients off for the whole function (`@torch.no_grad()`), if any."""
+        return next((decorator for decorator in function.decorator_list if self._context_mode(decorator) is False), None)
 
     def with_mode(self, node: ast.With | ast.AsyncWith) -> bool | None:
         modes = [self._context_mode(item.context_expr) for item in node.items]
@@ -441,6 +447,45 @@ class ValueFlow:
         if expr not in self._traces:
             self._traces[expr] = _Tracer(self).run(expr)
         return self._traces[expr]
+
+    def no_grad_helper(self, call: ast.Call) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """Return the function of this file that `call` runs when a decorator turns gradients off for it.
+
+        Follows `helper(...)` to a function defined once in scope and `self.helper(...)` to a method of
+        the enclosing class.
+        """
+        func = call.func
+        function: ast.AST | None = None
+        if isinstance(func, ast.Name):
+            bindings = self.model.lookup(func.id, func)
+            if len(bindings) == 1 and bindings[0].kind == "def":
+                function = bindings[0].node
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
+            owner = self.model.enclosing_class(call)
+            methods = [m for m in (owner.body if owner is not None else []) if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and m.name == func.attr]
+            if len(methods) == 1:
+                function = methods[0]
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or self.grad_mode.disabling_decorator(function) is None:
+            return None
+        return function
+
+    def is_optimized_leaf(self, call: ast.Call) -> bool:
+        """Tell whether `name = x.requires_grad_()` makes a leaf tensor that an optimizer of this file receives."""
+        parent = self.model.parent(call)
+        if not (isinstance(parent, ast.Assign) and len(parent.targets) == 1 and isinstance(parent.targets[0], ast.Name)):
+            return False
+        flag = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "requires_grad"), None)
+        resolved = self.values.resolve(flag) if flag is not None else None
+        if flag is not None and (resolved is None or resolved.value is not True):
+            return False
+        name = parent.targets[0].id
+        for optimizer in self.model.nodes_of(ast.Call):
+            if self.model.call_qualname(optimizer) not in torch_api.OPTIMIZERS:  # type: ignore[arg-type]
+                continue
+            params = optimizer.args[0] if optimizer.args else next((k.value for k in optimizer.keywords if k.arg == "params"), None)  # type: ignore[attr-defined]
+            if params is not None and any(isinstance(node, ast.Name) and node.id == name for node in walk(params)):
+                return True
+        return False
 
     def call_category(self, call: ast.Call) -> str:
         """Classify a call for tracing: "model", "loss", "parameter-free", "function", "tensor" or "unknown"."""
@@ -817,6 +862,10 @@ class _Tracer:
         if isinstance(func, ast.Attribute) and not self.flow.kinds.is_module(func.value):
             if self.visit_method(call, func, cuts, nd, role):
                 return
+        helper = self.flow.no_grad_helper(call)
+        if helper is not None:
+            self.push_helper_returns(call, helper, cuts, nd, role)
+            return
         category = self.flow.call_category(call)
         arguments = [*call.args, *(keyword.value for keyword in call.keywords)]
         if category == MODEL:
@@ -853,6 +902,22 @@ class _Tracer:
             for argument in arguments:
                 self.push(argument, cuts, nd, role)
 
+    def push_helper_returns(
+        self, call: ast.Call, helper: ast.FunctionDef | ast.AsyncFunctionDef, cuts: tuple[Cut, ...], nd: ast.AST | None, role: str
+    ) -> None:
+        """Follow what a function decorated with `@torch.no_grad()` returns or yields, with its forward passes cut off.
+
+        torch's decorator also wraps generator functions, so each yielded value is computed without gradients.
+        """
+        self.result.no_grad_helpers.append((call, helper))
+        for node in _walk_scope(helper):
+            if not isinstance(node, (ast.Return, ast.Yield)) or node.value is None:
+                continue
+            # Each element of `return logits, features` is computed under the decorator on its own.
+            values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
+            for value in values:
+                self.push(value, self.no_grad_cut(node, value, cuts), nd, role)
+
     def visit_method(self, call: ast.Call, func: ast.Attribute, cuts: tuple[Cut, ...], nd: ast.AST | None, role: str) -> bool:
         """Follow a tensor method call, or return False when `func` is not among the tensor methods listed here."""
         method = func.attr
@@ -872,7 +937,11 @@ class _Tracer:
             for argument in [*call.args, *(keyword.value for keyword in call.keywords)]:
                 self.push(argument, cuts, nd, INDEX)
         elif method in ("requires_grad_",):
-            self.push(receiver, cuts, nd, role)
+            if self.flow.is_optimized_leaf(call):
+                # `z = encoder(x).detach().requires_grad_()` given to an optimizer is a new leaf that trains (latent optimization).
+                self.source(call, PARAMETER, cuts, nd, role)
+            else:
+                self.push(receiver, cuts, nd, role)
         elif method in _TENSOR_METHODS or method in _SHAPE_METHODS:
             self.push(receiver, cuts, nd, role)
             for argument in [*call.args, *(keyword.value for keyword in call.keywords)]:
@@ -958,12 +1027,15 @@ class LayerPaths:
     runs loop bodies twice so that values carried from one iteration to the next are seen.
     """
 
-    def __init__(self, flow: ValueFlow, own: set[str]) -> None:
+    def __init__(self, flow: ValueFlow, own: set[str], stack: tuple[ast.AST, ...] = ()) -> None:
         self.flow = flow
         self.own = own
         self.output: _Paths = {}
+        # The forward method and the helpers being followed into, outermost first.
+        self.stack = stack
 
     def run(self, forward: ast.FunctionDef | ast.AsyncFunctionDef) -> _Paths:
+        self.stack = (forward,)
         self.block(forward.body, {}, None)
         return self.output
 
@@ -1057,6 +1129,10 @@ class LayerPaths:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("detach", "item", "tolist", "numpy"):
             reason = DETACH if node.func.attr == "detach" else NUMBER
             return _cut(self.expression(node.func.value, env), Cut(node, reason))
+        if isinstance(node, ast.Call):
+            returned = self.helper_output(node, env)
+            if returned is not None:
+                return returned
         if isinstance(node, (ast.Lambda, ast.FunctionDef)):
             return {}
         result: _Paths = {}
@@ -1064,6 +1140,61 @@ class LayerPaths:
             if isinstance(child, (ast.expr, ast.comprehension, ast.keyword)):
                 result = _merge(result, self.expression(child, env))
         return result
+
+    def helper_output(self, call: ast.Call, env: dict[str, _Paths]) -> _Paths | None:
+        """Return the paths that a helper of this file returns (`self._project(x)`, `head(h)`), or None when not followed.
+
+        Methods of the class and functions of the file are followed up to two calls deep, with their
+        parameters bound to the arguments' paths. A function nested in the caller also sees the caller's
+        variables. Calls with `*args` or `**kwargs` and recursive calls are not followed, and neither are
+        generators, because this walk collects `return` values only.
+        """
+        if len(self.stack) > _MAX_HELPER_DEPTH:
+            return None
+        helper = self._helper(call)
+        if helper is None or helper in self.stack:
+            return None
+        if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+            return None
+        if any(isinstance(node, (ast.Yield, ast.YieldFrom)) for node in _walk_scope(helper)):
+            return None
+        arguments = helper.args
+        parameters = [arg.arg for arg in [*arguments.posonlyargs, *arguments.args]]
+        if isinstance(call.func, ast.Attribute) and parameters:
+            parameters = parameters[1:]  # `self`
+        if len(call.args) > len(parameters):
+            return None
+        nested = isinstance(self.flow.model.scope_of(helper).node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        start: dict[str, _Paths] = dict(env) if nested else {}
+        for name in [*parameters, *(arg.arg for arg in arguments.kwonlyargs)]:
+            start[name] = {}
+        for name, argument in zip(parameters, call.args):
+            start[name] = self.expression(argument, env)
+        for keyword in call.keywords:
+            start[keyword.arg] = self.expression(keyword.value, env)  # type: ignore[index]
+        decorator = self.flow.grad_mode.disabling_decorator(helper)
+        inner = LayerPaths(self.flow, self.own, (*self.stack, helper))
+        # In a `@torch.no_grad()` helper, the decorator is where the gradient stops.
+        inner.block(helper.body, start, decorator)
+        return inner.output
+
+    def _helper(self, call: ast.Call) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """Return the function of this file that `call` runs: `self.name(...)` in the same class, or `name(...)`."""
+        func = call.func
+        model = self.flow.model
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
+            owner = model.enclosing_class(call)
+            methods = [m for m in (owner.body if owner is not None else []) if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and m.name == func.attr]
+            return methods[0] if len(methods) == 1 else None
+        if isinstance(func, ast.Name):
+            bindings = model.lookup(func.id, func)
+            if len(bindings) == 1 and bindings[0].kind == "def":
+                return bindings[0].node  # type: ignore[return-value]
+        return None
+
+
+# How many helper calls deep LayerPaths follows from `forward`.
+_MAX_HELPER_DEPTH = 2
 
 
 def _self_attribute(node: ast.AST) -> str | None:

@@ -68,6 +68,8 @@ _SCHEDULER_NAME = re.compile(r"sched|lr_policy|warmup", re.IGNORECASE)
 # SAM's `optimizer.first_step()`, `update_weights(model)`.
 _OPAQUE_WORDS = ("backward", "step", "optimize", "zero_grad", "update_weights", "apply_gradients")
 _OPAQUE_PATTERN = re.compile("|".join(_OPAQUE_WORDS), re.IGNORECASE)
+# Methods whose bound-method aliases are followed: `clear = optimizer.zero_grad`, then `clear()`.
+_ALIASED_METHODS = frozenset({"zero_grad", "step"})
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,8 @@ class _Collected:
     grad_reads: list[ast.Attribute] = field(default_factory=list)
     # Statements that read a `.grad` attribute, by id, so assignments need no walk of their own.
     grad_statements: set[int] = field(default_factory=set)
+    # Assignments `name = optimizer.zero_grad` (or of `functools.partial(optimizer.zero_grad, ...)`), with the method each one binds.
+    method_aliases: list[tuple[ast.Assign, ast.Attribute]] = field(default_factory=list)
     model: TrainingModel | None = None
 
 
@@ -211,6 +215,9 @@ def _collect_assignment(ctx: Context, node: ast.Assign | ast.AugAssign) -> None:
     if isinstance(node, ast.AugAssign):
         _collected(ctx).assignments.append(node)
         return
+    method = _aliased_method(ctx, node.value)
+    if method is not None and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        _collected(ctx).method_aliases.append((node, method))
     for target in node.targets:
         if isinstance(target, ast.Attribute) and target.attr in ("grad", "data"):
             _collected(ctx).assignments.append(node)
@@ -226,6 +233,17 @@ def _collect_grad_read(ctx: Context, node: ast.Attribute) -> None:
         while statement is not None and not isinstance(statement, ast.stmt):
             statement = ctx.model.parent(statement)
         collected.grad_statements.add(id(statement))
+
+
+def _aliased_method(ctx: Context, value: ast.expr) -> ast.Attribute | None:
+    """Return `optimizer.zero_grad` when `value` is that bound method or `functools.partial` of it."""
+    if isinstance(value, ast.Call) and value.args and ctx.model.call_qualname(value) == "functools.partial":
+        value = value.args[0]
+        if not (isinstance(value, ast.Attribute) and value.attr == "zero_grad"):
+            return None  # A partial step may pass a closure, which the step event reads from the call.
+    if isinstance(value, ast.Attribute) and value.attr in _ALIASED_METHODS:
+        return value
+    return None
 
 
 def collected_calls(ctx: Context) -> list[ast.Call]:
@@ -253,9 +271,19 @@ class TrainingModel:
         self.grad_reads = collected.grad_reads
         self._grad_statements = collected.grad_statements
 
+        # Calls of bound-method aliases (`clear()` after `clear = optimizer.zero_grad`), with the method each one runs.
+        self._aliased: dict[ast.Call, ast.Attribute] = {}
+        for assignment, method in collected.method_aliases:
+            name = assignment.targets[0].id  # type: ignore[attr-defined]
+            for call in ctx.model.calls_named(name):
+                if isinstance(call.func, ast.Name) and [b.node for b in ctx.model.lookup(name, call)] == [assignment]:
+                    self._aliased[call] = method
+        named = {id(call) for call in collected.calls}
+        alias_calls = [call for call in self._aliased if id(call) not in named]
+
         # Events written directly in each function (or the module), with paths relative to it.
         self._own: dict[ast.AST, list[Event]] = {}
-        for node in [*collected.calls, *collected.assignments]:
+        for node in [*collected.calls, *alias_calls, *collected.assignments]:
             event = self._classify(node)
             if event is None:
                 continue
@@ -496,6 +524,9 @@ class TrainingModel:
     def _classify_call(self, call: ast.Call, order: tuple[int, ...]) -> Event | None:
         func = call.func
         qualname = self.ctx.model.call_qualname(call)
+        aliased = self._aliased.get(call)
+        if aliased is not None:
+            func, qualname = aliased, None  # `clear()` runs `optimizer.zero_grad()`
         if qualname == "torch.autograd.backward":
             return Event(BACKWARD, call, order)
         if qualname == "torch.autograd.grad":

@@ -72,6 +72,28 @@ class ValueResolver:
             return None
         return resolved
 
+    def unpacked_keyword(self, call: ast.Call, name: str) -> tuple[ast.keyword, ast.expr] | None:
+        """Return the `**mapping` argument of `call` that passes keyword `name`, and the expression it passes.
+
+        The mapping must be a dict literal or `dict(...)`, written in the call or bound once to a
+        name, and that key must not be written elsewhere in the file. Returns None otherwise.
+        """
+        found = None
+        for keyword in call.keywords:
+            if keyword.arg is not None:
+                continue
+            try:
+                entries = self._mapping_entries(keyword.value, 0, attribute=False)
+            except RecursionError:
+                return None
+            if entries is None:
+                return None  # A mapping whose keys are unknown may pass `name` too.
+            if name in entries:
+                if isinstance(keyword.value, ast.Name) and self._is_mutated(keyword.value, name):
+                    return None
+                found = (keyword, entries[name][0])
+        return found
+
     # The recursive resolver raises _Unresolved instead of returning None, which keeps each case short.
 
     def _resolve(self, expr: ast.AST, depth: int) -> Resolved:

@@ -113,19 +113,35 @@ def check_requires_grad_assignment(ctx: Context, node: ast.Assign) -> None:
             module = _module_ref(ctx, target)
             if module is not None and module.path:
                 _facts(ctx).freezes.append(FreezeEvent(node, module, True, whole_module=False))
-        if not (isinstance(target, ast.Attribute) and target.attr == "requires_grad"):
-            continue
-        flag = ctx.values.resolve(node.value)
-        requires_grad = flag.value if flag is not None and isinstance(flag.value, bool) else None
-        owner = target.value
-        if isinstance(owner, ast.Name) and owner.id == "self":
-            continue  # A module class keeping a flag of its own under that name, read by its forward().
-        if ctx.kinds.is_module(owner):
-            _report_module_attribute(ctx, node, owner, requires_grad)
-            continue
-        recorded = requires_grad is not None and _record_parameter_flag(ctx, node, owner, requires_grad)
-        if not recorded and requires_grad is not False:
-            _record_unplaced_unfreeze(ctx, node)
+        if isinstance(target, ast.Attribute) and target.attr == "requires_grad":
+            _record_requires_grad_write(ctx, node, target.value, node.value)
+
+
+@on(ast.Call)
+def collect_requires_grad_setattr(ctx: Context, call: ast.Call) -> None:
+    # `setattr(p, "requires_grad", False)` sets the attribute like `p.requires_grad = False`.
+    func = call.func
+    if not (isinstance(func, ast.Name) and func.id == "setattr" and len(call.args) == 3 and not call.keywords):
+        return
+    if ctx.model.lookup("setattr", call):
+        return  # a function of this file named setattr, not the builtin
+    attribute = ctx.values.resolve(call.args[1])
+    if attribute is not None and attribute.value == "requires_grad":
+        _record_requires_grad_write(ctx, call, call.args[0], call.args[2])
+
+
+def _record_requires_grad_write(ctx: Context, node: ast.Assign | ast.Call, owner: ast.expr, value: ast.expr) -> None:
+    """Record `owner.requires_grad = value`, or report it (GS206) when `owner` is a module."""
+    flag = ctx.values.resolve(value)
+    requires_grad = flag.value if flag is not None and isinstance(flag.value, bool) else None
+    if isinstance(owner, ast.Name) and owner.id == "self":
+        return  # A module class keeping a flag of its own under that name, read by its forward().
+    if ctx.kinds.is_module(owner):
+        _report_module_attribute(ctx, node, owner, value, requires_grad)
+        return
+    recorded = requires_grad is not None and _record_parameter_flag(ctx, node, owner, requires_grad)
+    if not recorded and requires_grad is not False:
+        _record_unplaced_unfreeze(ctx, node)
 
 
 @on(ast.Call)
@@ -321,30 +337,31 @@ def _combine(ctx: Context, parts: list[ast.AST], depth: int) -> tuple[list[Modul
 # GS206
 
 
-def _report_module_attribute(ctx: Context, node: ast.Assign, owner: ast.expr, requires_grad: bool | None) -> None:
+def _report_module_attribute(ctx: Context, node: ast.Assign | ast.Call, owner: ast.expr, value: ast.expr, requires_grad: bool | None) -> None:
     name = ctx.text(owner)
     if requires_grad is None:
-        flag = ctx.text(node.value)
+        flag = ctx.text(value)
     else:
         flag = str(requires_grad)
+    written = f"{name}.requires_grad = {flag}" if isinstance(node, ast.Assign) else ctx.text(node)
     effect = "unfreezes" if requires_grad else "freezes"
     ctx.report(
         "GS206",
         node,
-        f"`{name}` is an nn.Module, so `{name}.requires_grad = {flag}` only sets a plain attribute and {effect} "
+        f"`{name}` is an nn.Module, so `{written}` only sets a plain attribute and {effect} "
         f"nothing: its parameters keep their requires_grad flags; write `{name}.requires_grad_({flag})`",
-        fix=_requires_grad_call_fix(ctx, node, owner),
+        fix=_requires_grad_call_fix(ctx, node, owner, value),
     )
     if requires_grad:
         _facts(ctx).attribute_unfreezes.append((node, _module_ref(ctx, owner)))
 
 
-def _requires_grad_call_fix(ctx: Context, node: ast.Assign, owner: ast.expr) -> Fix | None:
-    """Rewrite `module.requires_grad = flag` as `module.requires_grad_(flag)`."""
-    if len(node.targets) != 1:
+def _requires_grad_call_fix(ctx: Context, node: ast.Assign | ast.Call, owner: ast.expr, value: ast.expr) -> Fix | None:
+    """Rewrite `module.requires_grad = flag` (or the `setattr` call) as `module.requires_grad_(flag)`."""
+    if isinstance(node, ast.Assign) and len(node.targets) != 1:
         return None
     owner_text = ctx.segment(owner)
-    value_text = ctx.segment(node.value)
+    value_text = ctx.segment(value)
     if not owner_text or not value_text or "\n" in owner_text:
         return None
     # Code that reads the attribute back (`if model.requires_grad:`) would fail once it is gone.
@@ -557,7 +574,7 @@ def check_backward_paths(ctx: Context) -> None:
             if source.kind == value_flow.MODEL and any(cut.reason == value_flow.NO_GRAD for cut in source.cuts)
         ]
         if without_grad:
-            _report_no_grad_forward(ctx, call, value, without_grad[0], reported)
+            _report_no_grad_forward(ctx, call, value, without_grad[0], reported, trace)
 
 
 def _check_non_differentiable_terms(ctx: Context, call: ast.Call, value: ast.expr, trace: value_flow.Trace, reported: set[ast.AST]) -> None:
@@ -611,11 +628,17 @@ def _report_detached_loss(ctx: Context, call: ast.Call, value: ast.expr, source:
     )
 
 
-def _report_no_grad_forward(ctx: Context, call: ast.Call, value: ast.expr, source: value_flow.Source, reported: set[ast.AST]) -> None:
+def _report_no_grad_forward(
+    ctx: Context, call: ast.Call, value: ast.expr, source: value_flow.Source, reported: set[ast.AST], trace: value_flow.Trace
+) -> None:
+    block = next(cut.node for cut in source.cuts if cut.reason == value_flow.NO_GRAD)
+    site = next((site for site, helper in trace.no_grad_helpers if helper is block), None)
+    if site is not None:
+        _report_no_grad_helper(ctx, call, value, source, site, block, reported)  # type: ignore[arg-type]
+        return
     if source.node in reported:
         return
     reported.add(source.node)
-    block = next(cut.node for cut in source.cuts if cut.reason == value_flow.NO_GRAD)
     if isinstance(block, (ast.FunctionDef, ast.AsyncFunctionDef)):
         context = f"in `{block.name}()`, which is decorated to run without gradients"
         block_node: ast.AST = block.decorator_list[0] if block.decorator_list else block
@@ -630,6 +653,35 @@ def _report_no_grad_forward(ctx: Context, call: ast.Call, value: ast.expr, sourc
         "\"element 0 of tensors does not require grad\" or updates nothing); run the forward pass outside the block "
         "and keep no_grad for targets and evaluation",
         related=(ctx.related(block_node, "gradient recording is turned off here"), ctx.related(call, "backward() runs here")),
+    )
+
+
+def _report_no_grad_helper(
+    ctx: Context,
+    call: ast.Call,
+    value: ast.expr,
+    source: value_flow.Source,
+    site: ast.Call,
+    helper: ast.FunctionDef | ast.AsyncFunctionDef,
+    reported: set[ast.AST],
+) -> None:
+    """Report the call of a `@torch.no_grad()` function whose forward pass feeds backward()."""
+    if site in reported:
+        return
+    reported.add(site)
+    decorator = flow_of(ctx).grad_mode.disabling_decorator(helper) or helper
+    ctx.report(
+        "GS202",
+        site,
+        f"`{ctx.text(site)}` runs the forward pass `{ctx.text(source.node)}` in `{helper.name}()`, which is decorated "
+        f"to run without gradients, so it records no autograd graph, and `{ctx.text(value)}` is computed from it: "
+        "backward() cannot reach the model's parameters (it raises \"element 0 of tensors does not require grad\" or "
+        f"updates nothing); call the model directly for training and keep `{helper.name}()` for evaluation",
+        related=(
+            ctx.related(source.node, "the forward pass runs here, without gradients"),
+            ctx.related(decorator, "gradient recording is turned off here"),
+            ctx.related(call, "backward() runs here"),
+        ),
     )
 
 
@@ -816,11 +868,15 @@ def _report_forward_cut(ctx: Context, owner: ast.ClassDef, attribute: str, cut: 
         return
     block = cut.node
     context = block.items[0].context_expr if isinstance(block, (ast.With, ast.AsyncWith)) else block  # type: ignore[attr-defined]
+    outside = "outside the block"
+    decorated = ctx.model.parent(context)
+    if isinstance(decorated, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(d is context for d in decorated.decorator_list):
+        outside = f"outside `{decorated.name}()`, which this decorator runs without gradients"
     ctx.report(
         "GS208",
         context,
         f"`self.{attribute}` reaches the output of `{owner.name}.forward` only through values computed under "
         f"`{ctx.text(context)}`, which records no autograd graph: its parameters never get a gradient and never train; "
-        f"compute them outside the block, or if `self.{attribute}` is frozen on purpose, freeze it with "
+        f"compute them {outside}, or if `self.{attribute}` is frozen on purpose, freeze it with "
         f"`self.{attribute}.requires_grad_(False)`",
     )

@@ -321,23 +321,38 @@ def _drop_last_layer(ctx: Context, layer: ast.Call, kind: str) -> Fix | None:
 
 @on(ast.AugAssign)
 def collect_running_totals(ctx: Context, node: ast.AugAssign) -> None:
-    if isinstance(node.op, ast.Add) and isinstance(node.target, ast.Name):
+    if isinstance(node.op, ast.Add) and _is_total(node.target):
         ctx.state.setdefault("GS503 totals", []).append((node, node.target, node.value))
 
 
 @on(ast.Assign)
 def collect_running_total_assignments(ctx: Context, node: ast.Assign) -> None:
-    # `total = total + loss`
+    # `total = total + loss`, `stats["loss"] = stats["loss"] + loss`
     value = node.value
     if (
         len(node.targets) == 1
-        and isinstance(node.targets[0], ast.Name)
+        and _is_total(node.targets[0])
         and isinstance(value, ast.BinOp)
         and isinstance(value.op, ast.Add)
-        and isinstance(value.left, ast.Name)
-        and value.left.id == node.targets[0].id
+        and _is_total(value.left)
+        and ast.unparse(value.left) == ast.unparse(node.targets[0])
     ):
         ctx.state.setdefault("GS503 totals", []).append((node, value.left, value.right))
+
+
+def _is_total(target: ast.expr) -> bool:
+    """Tell whether `target` can hold a running total: a name, `stats.loss`, `stats["loss"]` or `history[key]`.
+
+    Subscripts with slices or tuples (`out[:, i]`) index tensors, which models fill in place on purpose.
+    """
+    if isinstance(target, ast.Subscript):
+        key = target.slice
+        if not (isinstance(key, (ast.Name, ast.Attribute)) or (isinstance(key, ast.Constant) and isinstance(key.value, (str, int)))):
+            return False
+        target = target.value
+    while isinstance(target, ast.Attribute):
+        target = target.value
+    return isinstance(target, ast.Name)
 
 
 @after_walk
@@ -355,6 +370,8 @@ def check_running_totals(ctx: Context) -> None:
             continue
         if statement in backpropagated or flow.grad_mode.disabled_by(statement) is not None:
             continue
+        if not isinstance(total, ast.Name) and (_is_backpropagated_container(ctx, total) or _comes_from_caller(ctx, total)):
+            continue
         if not _starts_before(flow, total, loop) or _is_returned(ctx, total):
             continue
         trace = flow.trace(added)
@@ -366,23 +383,73 @@ def check_running_totals(ctx: Context) -> None:
         known_model = any(
             isinstance(source.node, ast.Call) and ctx.kinds.is_module(source.node.func) for source in carriers
         )
-        names = [total.id, *(node.id for node in ast.walk(added) if isinstance(node, ast.Name))]
+        total_text = ctx.text(total)
+        names = [total_text, *(node.id for node in ast.walk(added) if isinstance(node, ast.Name))]
         if not (known_model or trace.losses or any("loss" in name.lower() for name in names)):
             continue
         added_text = ctx.text(added)
         ctx.report(
             "GS503",
             statement,
-            f"`{ctx.text(statement)}` adds the tensor `{added_text}` with its autograd graph, not its value: `{total.id}` "
+            f"`{ctx.text(statement)}` adds the tensor `{added_text}` with its autograd graph, not its value: `{total_text}` "
             "keeps the graph of every iteration alive, so memory grows each step until it runs out; "
-            f"write `{total.id} += {added_text}.item()` (or `.detach()`) for a running total",
+            f"write `{total_text} += {added_text}.item()` (or `.detach()`) for a running total",
             fix=_detach_fix(ctx, added),
         )
 
 
-def _starts_before(flow: value_flow.ValueFlow, total: ast.Name, loop: ast.AST) -> bool:
+def _container(total: ast.expr) -> ast.expr:
+    """Return the object that contains a total kept in an entry or attribute: `stats` for `stats["loss"]` and `stats.loss`."""
+    return total.value if isinstance(total, (ast.Subscript, ast.Attribute)) else total
+
+
+def _root_name(total: ast.expr) -> ast.Name:
+    while isinstance(total, (ast.Subscript, ast.Attribute)):
+        total = total.value
+    return total  # type: ignore[return-value]
+
+
+def _is_backpropagated_container(ctx: Context, total: ast.expr) -> bool:
+    """Tell whether a backward() call uses the total's container: `stats["loss"].backward()`, `sum(losses.values()).backward()`.
+
+    The values that the backward call's trace went through are compared as source text, across the whole file,
+    so a total built in one function and backpropagated in another keeps the rule quiet.
+    """
+    container = ast.unparse(_container(total))
+    if container == "self":
+        container = ast.unparse(total)  # For `self.total_loss`, match the attribute itself, not every use of `self`.
+    flow = flow_of(ctx)
+    for _, value in ctx.state.get("backward calls", []):
+        expressions: list[ast.AST] = [value]
+        for traced in flow.trace(value).statements:
+            # Assignments by their value, loop headers by what they iterate (not their bodies).
+            if isinstance(traced, (ast.For, ast.AsyncFor, ast.comprehension)):
+                expressions.append(traced.iter)
+            elif isinstance(getattr(traced, "value", None), ast.AST):
+                expressions.append(traced.value)  # type: ignore[attr-defined]
+        for expression in expressions:
+            for node in ast.walk(expression):
+                if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)) and _refers_to(ast.unparse(node), container):
+                    return True
+    return False
+
+
+def _refers_to(text: str, container: str) -> bool:
+    return text == container or text.startswith((container + ".", container + "["))
+
+
+def _comes_from_caller(ctx: Context, total: ast.expr) -> bool:
+    """Tell whether the container is a parameter of the enclosing function other than `self`, which the caller may backpropagate."""
+    root = _root_name(total)
+    if root.id == "self":
+        return False
+    bindings = ctx.model.lookup(root.id, root)
+    return any(binding.kind == "param" for binding in bindings)
+
+
+def _starts_before(flow: value_flow.ValueFlow, total: ast.expr, loop: ast.AST) -> bool:
     """Tell whether the running total is first set before the loop, so that it carries over between iterations."""
-    definitions = flow.definitions(total) or []
+    definitions = flow.definitions(_root_name(total)) or []
     return any(not _inside(loop, binding.node) for binding in definitions)
 
 
@@ -392,10 +459,10 @@ def _inside(outer: ast.AST, node: ast.AST) -> bool:
     ) <= (outer.end_lineno or 0)
 
 
-def _is_returned(ctx: Context, total: ast.Name) -> bool:
+def _is_returned(ctx: Context, total: ast.expr) -> bool:
     function = ctx.model.enclosing_function(total)
     scope_node = function if function is not None else ctx.tree
-    return total.id in flow_of(ctx).returned_names(scope_node)
+    return _root_name(total).id in flow_of(ctx).returned_names(scope_node)
 
 
 def _detach_fix(ctx: Context, added: ast.expr) -> Fix | None:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 _COMPARISONS = frozenset({"torch.equal", "torch.allclose", "torch.isclose", "torch.eq", "torch.ne", "torch.dist", "torch.sub", "torch.norm"})
 _COMPARING_METHODS = frozenset({"equal", "allclose", "isclose", "eq", "ne", "sub", "dist"})
 _RESTORING_METHODS = frozenset({"load_state_dict", "copy_", "set_"})
+# Calls that take a list of parameters to differentiate or run the model with. A list given to them
+# is the live parameters on purpose (MAML-style inner loops), not a snapshot.
+_LIVE_PARAMETER_CALLS = frozenset({"torch.autograd.grad", "torch.func.functional_call", "torch.nn.utils.stateless.functional_call"})
 _TRAINING_PREFIXES = ("train", "fit")
 
 
@@ -111,6 +114,8 @@ def _is_loop_variable_view(element: ast.AST, target: ast.AST) -> bool:
 @after_walk
 def check_snapshots(ctx: Context) -> None:
     for node, target, description in ctx.state.get("GS701 snapshots", []):
+        if _used_as_live_parameters(ctx, node, target):
+            continue
         use = _comparison_or_restore(ctx, node, target)
         if use is None:
             continue
@@ -127,6 +132,34 @@ def check_snapshots(ctx: Context) -> None:
             related=(ctx.related(use_node, f"`{name}` is used here as if it held the earlier weights"),),
             fix=_deepcopy_fix(ctx, node.value),
         )
+
+
+def _used_as_live_parameters(ctx: Context, node: ast.Assign, target: ast.expr) -> bool:
+    """Tell whether the "snapshot" is a working list of live parameters rather than saved weights.
+
+    That is the case when it is given to `torch.autograd.grad` or `functional_call`, or rebound from
+    a value that reads it (`params = [p - lr * g for p, g in zip(params, grads)]`), as MAML-style
+    inner loops do.
+    """
+    uses = _uses(ctx, node, target)
+    for use in uses:
+        for ancestor in ctx.model.ancestors(use):
+            if isinstance(ancestor, ast.Call) and ctx.model.call_qualname(ancestor) in _LIVE_PARAMETER_CALLS:
+                return True
+            if isinstance(ancestor, (ast.stmt, ast.Lambda)):
+                break
+    for use in uses:
+        statement = next((a for a in ctx.model.ancestors(use) if isinstance(a, ast.stmt)), None)
+        if isinstance(statement, (ast.Assign, ast.AugAssign)) and statement is not node and _assigns(statement, target):
+            return True
+    return False
+
+
+def _assigns(statement: ast.Assign | ast.AugAssign, target: ast.expr) -> bool:
+    """Tell whether `statement` binds the same name or `self` attribute as `target`."""
+    targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+    text = ast.unparse(target)
+    return any(ast.unparse(candidate) == text for candidate in targets)
 
 
 def _comparison_or_restore(ctx: Context, node: ast.Assign, target: ast.expr) -> tuple[ast.AST, str] | None:
@@ -178,6 +211,10 @@ def _use_kind(ctx: Context, use: ast.AST) -> tuple[ast.AST, str] | None:
                 return parent, "restoring it gives back the latest weights, not the saved ones"
             if qualname in _COMPARISONS or (method in _COMPARING_METHODS and qualname is None):
                 return parent, "comparing it with the weights always finds no change"
+        elif isinstance(parent, ast.Attribute) and parent.attr != "data" and not _is_method(ctx, parent):
+            return None  # `p.grad` and `p.shape` are other values than the weights.
+        elif isinstance(parent, ast.BinOp) and isinstance(parent.op, ast.Sub) and _is_scaled_step(parent.right if child is parent.left else parent.left):
+            return None  # `p - lr * g` is an update step, not a comparison.
         elif isinstance(parent, ast.Compare) or (isinstance(parent, ast.BinOp) and isinstance(parent.op, ast.Sub)):
             return parent, "comparing it with the weights always finds no change"
         elif isinstance(parent, ast.Assign) and isinstance(child, ast.expr) and parent.value is child:
@@ -187,6 +224,16 @@ def _use_kind(ctx: Context, use: ast.AST) -> tuple[ast.AST, str] | None:
             return None
         child = parent
     return None
+
+
+def _is_method(ctx: Context, attribute: ast.Attribute) -> bool:
+    call = ctx.model.parent(attribute)
+    return isinstance(call, ast.Call) and call.func is attribute
+
+
+def _is_scaled_step(operand: ast.expr) -> bool:
+    """Tell whether an operand is a product or quotient, as the `lr * grad` of an update step is."""
+    return isinstance(operand, ast.BinOp) and isinstance(operand.op, (ast.Mult, ast.Div))
 
 
 def _iterated_by(ctx: Context, use: ast.AST) -> tuple[ast.AST, ast.AST] | None:

@@ -141,8 +141,13 @@ def _learning_rates(ctx: Context, call: ast.Call) -> list[tuple[ast.AST, Resolve
     lr_keyword = next((k for k in call.keywords if k.arg == "lr"), None)
     # Every torch.optim optimizer takes (params, lr, ...) positionally.
     lr_node: ast.AST | None = lr_keyword if lr_keyword is not None else (call.args[1] if len(call.args) > 1 else None)
+    lr_value = lr_keyword.value if lr_keyword is not None else lr_node
+    unpacked = ctx.values.unpacked_keyword(call, "lr") if lr_node is None else None
+    if unpacked is not None:
+        # `SGD(params, **config)` with `config = {"lr": 1e-10, ...}` is reported at `**config`.
+        lr_node, lr_value = unpacked
     if lr_node is not None:
-        resolved = ctx.values.number(lr_keyword.value if lr_keyword is not None else lr_node)
+        resolved = ctx.values.number(lr_value)
         if resolved is not None:
             found.append((lr_node, resolved, None))
 
@@ -188,7 +193,10 @@ def _check_learning_rate(
         details.append(f"parameter group {group}")
     if elsewhere:
         # Argparse and parameter defaults describe themselves; other values are named as the call writes them.
-        described = resolved.via if resolved.via.startswith(("the default", "parser.")) else f"`{ctx.text(value_node)}`"
+        written = ctx.text(value_node)
+        if isinstance(node, ast.keyword) and node.arg is None:
+            written = f"{written}['lr']"  # the entry of a `**config` argument
+        described = resolved.via if resolved.via.startswith(("the default", "parser.")) else f"`{written}`"
         details.append(f"{described}, line {ctx.line_of(resolved.origin)}")
     where = f" ({'; '.join(details)})" if details else ""
     related = (ctx.related(resolved.origin, f"learning rate {format_number(value)} is set here"),) if elsewhere else ()
@@ -517,12 +525,16 @@ def check_hyperparameters(ctx: Context) -> None:
             position = positions.get(name)
             if node is None and position is not None and len(optimizer.call.args) > position:
                 node = optimizer.call.args[position]
-            if node is None:
+            report_node: ast.AST | None = node
+            unpacked = ctx.values.unpacked_keyword(optimizer.call, name) if node is None else None
+            if unpacked is not None:
+                report_node, node = unpacked  # reported at `**config`, related to the value in the dict
+            if node is None or report_node is None:
                 continue
             resolved = ctx.values.resolve(node)
             if resolved is None:
                 continue
-            _check_hyperparameter(ctx, optimizer, name, node, resolved)
+            _check_hyperparameter(ctx, optimizer, name, report_node, resolved)
 
 
 def _check_hyperparameter(ctx: Context, optimizer: _OptimizerCall, name: str, node: ast.AST, resolved: Resolved) -> None:
@@ -641,6 +653,16 @@ def _check_lambda_at_start(ctx: Context, call: ast.Call) -> None:
     factor = schedule_factor(ctx, function, 0)
     if factor is None or factor != 0:
         return
+    if all(schedule_factor(ctx, function, step) == 0 for step in _SAMPLE_STEPS):
+        # LambdaLR applies the factor for step 0 when it is built, so how it is stepped does not matter.
+        ctx.report(
+            "GS106",
+            function,
+            f"the LambdaLR factor `{ctx.text(function)}` is 0 at every step: LambdaLR sets the learning rate to the "
+            f"initial lr times this factor from the start, so the learning rate stays 0 and the parameters never "
+            f"change; return a positive factor (1.0 keeps the initial learning rate)",
+        )
+        return
     assigned = _assigned_name(ctx, call)
     step = _per_epoch_step(ctx, assigned) if assigned is not None else None
     if step is None:
@@ -653,6 +675,10 @@ def _check_lambda_at_start(ctx: Context, call: ast.Call) -> None:
         f"the scheduler after every batch",
         related=(ctx.related(step, "the scheduler steps once per epoch here"),),
     )
+
+
+# Steps at which a LambdaLR factor is evaluated to tell that it is 0 throughout training.
+_SAMPLE_STEPS = (1, 2, 3, 5, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
 
 
 def _check_multiplicative(ctx: Context, call: ast.Call) -> None:
@@ -754,10 +780,12 @@ def _evaluate_or_raise(ctx: Context, expr: ast.AST, names: dict[str, float]) -> 
         left = _evaluate_or_raise(ctx, expr.left, names)
         right = _evaluate_or_raise(ctx, expr.comparators[0], names)
         return float(_COMPARISONS[type(expr.ops[0])](left, right))
-    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id in ("min", "max", "float") and not expr.keywords:
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id in ("min", "max", "float", "int") and not expr.keywords:
         values = [_evaluate_or_raise(ctx, arg, names) for arg in expr.args]
         if expr.func.id == "float" and len(values) == 1:
             return float(values[0])
+        if expr.func.id == "int" and len(values) == 1:
+            return int(values[0])
         if len(values) >= 2:
             return min(values) if expr.func.id == "min" else max(values)
     if isinstance(expr, ast.Call) and len(expr.args) == 1 and not expr.keywords:
@@ -839,7 +867,10 @@ def check_optimizer_in_loop(ctx: Context) -> None:
         return
     training = loops.training_model(ctx)
     sequences = {sequence.loop: sequence for sequence in training.sequences() if sequence.loop is not None}
-    for optimizer in optimizers:
+    # Each optimizer built in place, with no construction site elsewhere, then each call of a factory that builds one.
+    built: list[tuple[_OptimizerCall, ast.Call | None]] = [(optimizer, None) for optimizer in optimizers]
+    built.extend(_factory_calls(ctx, training, optimizers))
+    for optimizer, construction in built:
         loop = _innermost_loop(ctx, optimizer.call)
         sequence = sequences.get(loop) if loop is not None else None
         if sequence is None or optimizer.target is None:
@@ -854,15 +885,55 @@ def check_optimizer_in_loop(ctx: Context) -> None:
         if not steps or _builds_model(ctx, loop):
             continue
         name = optimizer.qualname.rsplit(".", 1)[-1]
+        related = [ctx.related(steps[0].report_node, "the optimizer steps here, in the same iteration")]
+        factory_note = ""
+        if construction is not None:
+            factory_note = f" by `{ctx.text(optimizer.call.func)}()`, which builds a new {name} (line {construction.lineno})"
+            related.insert(0, ctx.related(construction, f"a new {name} is built here on every call"))
         ctx.report(
             "GS108",
             optimizer.call,
-            f"`{optimizer.target}` is built again on every iteration of the training loop (line {loop.lineno}): each "
+            f"`{optimizer.target}` is built again on every iteration of the training loop (line {loop.lineno}){factory_note}: each "
             f"new {name} starts with empty state (momentum buffers, Adam moments, step counts), so it never builds up "
             f"momentum or adapts its step sizes, and a scheduler attached to the first one no longer acts; build the "
             f"optimizer once, before the loop",
-            related=(ctx.related(steps[0].report_node, "the optimizer steps here, in the same iteration"),),
+            related=tuple(related),
         )
+
+
+def _factory_calls(
+    ctx: Context, training: loops.TrainingModel, optimizers: list[_OptimizerCall]
+) -> list[tuple[_OptimizerCall, ast.Call]]:
+    """Return the calls of functions of this file that return a newly built optimizer (`opt = make_opt(model)`).
+
+    Each call is paired with the optimizer construction inside the function.
+    """
+    found = []
+    for optimizer in optimizers:
+        function = ctx.model.enclosing_function(optimizer.call)
+        if function is None or not _returns_result(ctx, function, optimizer.call):
+            continue
+        for call in ctx.model.calls_named(function.name):
+            if training.callee(call) is function:
+                found.append((_OptimizerCall(call, optimizer.qualname, _assigned_name(ctx, call)), optimizer.call))
+    return found
+
+
+def _returns_result(ctx: Context, function: ast.FunctionDef | ast.AsyncFunctionDef, call: ast.Call) -> bool:
+    """Tell whether `function` returns the object `call` builds: `return Adam(...)`, or `opt = Adam(...)` then `return opt`."""
+    parent = ctx.model.parent(call)
+    if isinstance(parent, ast.Return):
+        return ctx.model.scope_of(parent).node is function
+    if not (isinstance(parent, ast.Assign) and len(parent.targets) == 1 and isinstance(parent.targets[0], ast.Name)):
+        return False
+    name = parent.targets[0].id
+    bindings = ctx.model.lookup(name, parent)
+    if len(bindings) != 1 or bindings[0].scope.node is not function:
+        return False  # A name rebound or kept outside the function (a cached optimizer) may outlive one call.
+    return any(
+        isinstance(node, ast.Return) and isinstance(node.value, ast.Name) and node.value.id == name and ctx.model.scope_of(node).node is function
+        for node in ctx.model.subtree(function)
+    )
 
 
 def _innermost_loop(ctx: Context, node: ast.AST) -> ast.AST | None:
