@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from gradsight.runtime.locate import LayerLocator, split_layer_name
+from gradsight.runtime.locate import LayerLocator, locator_for, split_layer_name
 
 
 def locate(source: str, model_type: str, layers: list[str], names=("model",)):
@@ -161,3 +161,13 @@ def test_columns_count_code_points():
 def test_syntax_error_source_ignored():
     spans = LayerLocator({"bad.py": "def (:\n"}).locate("Net", ["model"], ["head"])
     assert spans == {"head": None}
+
+
+def test_locator_for_reuses_a_locator_until_a_source_changes():
+    # gradsight.watch checks the same files every few steps: they are parsed once while unchanged.
+    first_text = "import torch.nn as nn\nmodel = nn.Sequential(nn.Linear(2, 2))\n"
+    first = locator_for({"/tmp/train.py": first_text})
+    assert locator_for({"/tmp/train.py": first_text}) is first
+    changed = locator_for({"/tmp/train.py": "import torch.nn as nn\n\nmodel = nn.Sequential(nn.Linear(2, 2))\n"})
+    assert changed is not first
+    assert changed.locate("Sequential", ["model"], ["0"])["0"].line == 3

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gradsight.runtime import probe
-from gradsight.runtime.locate import LayerLocator, SourceSpan
+from gradsight.runtime.locate import SourceSpan, locator_for
 from gradsight.runtime.report import RuntimeReport, build_report
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "information": 2}
@@ -38,7 +38,7 @@ class ModelCheck:
 
     def locate(self, module_names: list[str]) -> dict[str, SourceSpan | None]:
         """Return where each named submodule is built, also one without parameters (an activation)."""
-        locator = LayerLocator(self.sources)
+        locator = locator_for(self.sources)
         return locator.locate(self.report.model.get("type") or "", self.names, module_names)
 
     def to_dict(self) -> dict[str, Any]:

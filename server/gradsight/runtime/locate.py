@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -48,10 +49,33 @@ def split_layer_name(name: str) -> list[str]:
     return [str(part) for part in parts]
 
 
+# Locators of recent source sets: `gradsight.watch` checks the same files every few steps, and
+# parsing a long training script each time would cost more than the rest of a check.
+_LOCATORS_KEPT = 4
+_recent_locators: dict[tuple[tuple[str, int], ...], LayerLocator] = {}
+_locators_lock = threading.Lock()
+
+
+def locator_for(sources: dict[str, str]) -> LayerLocator:
+    """Return a LayerLocator of `sources` (key: text), reusing the one built for the same texts."""
+    key = tuple(sorted((path, hash(text)) for path, text in sources.items()))
+    with _locators_lock:
+        found = _recent_locators.get(key)
+    if found is not None and found.sources == sources:
+        return found
+    found = LayerLocator(sources)
+    with _locators_lock:
+        _recent_locators[key] = found
+        while len(_recent_locators) > _LOCATORS_KEPT:
+            del _recent_locators[next(iter(_recent_locators))]
+    return found
+
+
 class LayerLocator:
     """Parsed sources of a debugged program, for looking up where layers are built."""
 
     def __init__(self, sources: dict[str, str]) -> None:
+        self.sources = dict(sources)
         self._texts = {}
         self._classes: dict[str, tuple[str, ast.ClassDef]] = {}
         self._functions: dict[str, tuple[str, ast.FunctionDef]] = {}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradsight.runtime.classify import classify
-from gradsight.runtime.locate import LayerLocator, SourceSpan
+from gradsight.runtime.locate import SourceSpan, locator_for
 
 
 @dataclass
@@ -36,7 +36,7 @@ def build_report(
     if model_expression:
         names.insert(0, model_expression)
 
-    locator = LayerLocator(sources)
+    locator = locator_for(sources)
     spans = locator.locate(model.get("type", ""), names, [layer.name for layer in result.layers])
 
     layers = []
