@@ -407,6 +407,74 @@ def evaluate(model, loader):
     assert codes(source) == []
 
 
+def test_total_returned_from_a_stepping_loop_is_reported():
+    # The loop backpropagates each step's loss itself, so the returned total is kept for logging only.
+    source = """
+def train_epoch(model, optimizer, loader):
+    running_loss = 0.0
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss
+    return running_loss / len(loader)
+"""
+    assert codes(source) == ["GS503"]
+
+
+def test_trainer_attribute_total_is_reported():
+    # `self.model` is a constructor argument, so only the loop's own `loss.backward()` shows that `loss` has a graph.
+    source = """
+class Trainer:
+    def __init__(self, model):
+        self.model = model
+        self.opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        self.running_loss = 0.0
+
+    def train(self, loader):
+        for x, y in loader:
+            self.opt.zero_grad()
+            loss = F.mse_loss(self.model(x), y)
+            loss.backward()
+            self.opt.step()
+            self.running_loss += loss
+            self.logged = loss.item()
+"""
+    assert codes(source) == ["GS503"]
+
+
+def test_trainer_attribute_total_of_values_is_quiet():
+    source = """
+class Trainer:
+    def train(self, loader):
+        for x, y in loader:
+            self.opt.zero_grad()
+            loss = F.mse_loss(self.model(x), y)
+            loss.backward()
+            self.opt.step()
+            self.running_loss += loss.item()
+            self.seen += x.size(0)
+"""
+    assert codes(source) == []
+
+
+def test_total_message_parenthesizes_a_product():
+    source = """
+def train_epoch(model, optimizer, loader):
+    stats = {"loss": 0.0}
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        stats["loss"] += loss * x.size(0)
+    return stats["loss"]
+"""
+    [finding] = [f for f in check_source(source).findings if f.code == "GS503"]
+    assert "`stats[\"loss\"] += (loss * x.size(0)).item()`" in finding.message
+
+
 def test_tensor_slices_filled_are_quiet():
     source = """
 class Heads(nn.Module):

@@ -370,12 +370,22 @@ def check_running_totals(ctx: Context) -> None:
             continue
         if statement in backpropagated or flow.grad_mode.disabled_by(statement) is not None:
             continue
-        if not isinstance(total, ast.Name) and (_is_backpropagated_container(ctx, total) or _comes_from_caller(ctx, total)):
+        # When the loop calls backward() on each step's loss itself, the total only logs: its graph was
+        # already used. Returning it or keeping it in an object passed in is then no sign of a later backward().
+        steps_itself = _calls_backward_inside(ctx, loop)
+        if not isinstance(total, ast.Name) and (
+            _is_backpropagated_container(ctx, total) or (_comes_from_caller(ctx, total) and not steps_itself)
+        ):
             continue
-        if not _starts_before(flow, total, loop) or _is_returned(ctx, total):
+        if not _starts_before(flow, total, loop) or (_is_returned(ctx, total) and not steps_itself):
             continue
         trace = flow.trace(added)
         carriers = [s for s in trace.sources if s.live and s.kind in (value_flow.MODEL, value_flow.PARAMETER) and s.role == value_flow.VALUE]
+        live = any(source.live and source.role == value_flow.VALUE for source in trace.sources)
+        if live and trace.complete and _backpropagated_in(ctx, loop, added):
+            # `loss.backward()` in the same loop: `loss` has a graph whatever computed it (`self.model(x)`).
+            _report_running_total(ctx, statement, total, added)
+            continue
         if not trace.complete or not carriers:
             continue
         # Calls of unknown callables count as model outputs when tracing, which is too weak for this warning:
@@ -387,15 +397,30 @@ def check_running_totals(ctx: Context) -> None:
         names = [total_text, *(node.id for node in ast.walk(added) if isinstance(node, ast.Name))]
         if not (known_model or trace.losses or any("loss" in name.lower() for name in names)):
             continue
-        added_text = ctx.text(added)
-        ctx.report(
-            "GS503",
-            statement,
-            f"`{ctx.text(statement)}` adds the tensor `{added_text}` with its autograd graph, not its value: `{total_text}` "
-            "keeps the graph of every iteration alive, so memory grows each step until it runs out; "
-            f"write `{total_text} += {added_text}.item()` (or `.detach()`) for a running total",
-            fix=_detach_fix(ctx, added),
-        )
+        _report_running_total(ctx, statement, total, added)
+
+
+def _report_running_total(ctx: Context, statement: ast.stmt, total: ast.expr, added: ast.expr) -> None:
+    total_text = ctx.text(total)
+    added_text = ctx.text(added)
+    value_text = added_text if isinstance(added, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)) else f"({added_text})"
+    ctx.report(
+        "GS503",
+        statement,
+        f"`{ctx.text(statement)}` adds the tensor `{added_text}` with its autograd graph, not its value: `{total_text}` "
+        "keeps the graph of every iteration alive, so memory grows each step until it runs out; "
+        f"write `{total_text} += {value_text}.item()` (or `.detach()`) for a running total",
+        fix=_detach_fix(ctx, added),
+    )
+
+
+def _backpropagated_in(ctx: Context, loop: ast.AST, added: ast.expr) -> bool:
+    """Tell whether a name in `added` is the value of a `name.backward()` call inside `loop`."""
+    names = {node.id for node in ast.walk(added) if isinstance(node, ast.Name)}
+    return any(
+        isinstance(value, ast.Name) and value.id in names and _inside(loop, call)
+        for call, value in ctx.state.get("backward calls", [])
+    )
 
 
 def _container(total: ast.expr) -> ast.expr:
@@ -457,6 +482,11 @@ def _inside(outer: ast.AST, node: ast.AST) -> bool:
     return (outer.lineno, outer.col_offset) <= (getattr(node, "lineno", 0), getattr(node, "col_offset", 0)) and (
         getattr(node, "end_lineno", 0) or 0
     ) <= (outer.end_lineno or 0)
+
+
+def _calls_backward_inside(ctx: Context, loop: ast.AST) -> bool:
+    """Tell whether a backward() call sits in the body of `loop`."""
+    return any(_inside(loop, call) for call, _ in ctx.state.get("backward calls", []))
 
 
 def _is_returned(ctx: Context, total: ast.expr) -> bool:
