@@ -26,7 +26,7 @@ def test_check_text_lines_and_exit_status(tmp_path):
     result = run("check", "train.py", cwd=tmp_path)
     assert result.returncode == 1
     first = result.stdout.splitlines()[0]
-    assert first.startswith("train.py:55:47: GS101 learning rate 1e-10")
+    assert first.startswith("train.py:55:47: GS101 warning: learning rate 1e-10")
     assert result.stdout.splitlines()[-1] == "Found 1 problem (1 warning) in 1 file."
 
 

@@ -36,7 +36,9 @@ def write_text(results: Results, stream: TextIO, fixed: int = 0) -> None:
             print(f"{path}:{result.error.line}:{result.error.column}: {result.error.message} (file not checked)", file=stream)
             counts["file not checked"] += 1
         for finding in result.findings:
-            print(f"{path}:{finding.span.line}:{finding.span.column}: {finding.code} {finding.message}", file=stream)
+            # `CODE severity: message`, as `gradsight run` prints runtime findings: information-level
+            # findings (deliberate freezes) must not read like the warnings around them.
+            print(f"{path}:{finding.span.line}:{finding.span.column}: {finding.code} {finding.severity.label}: {finding.message}", file=stream)
             counts[finding.severity.label] += 1
 
     files = _plural(len(results), "file", "files")
