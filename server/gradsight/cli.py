@@ -86,7 +86,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "passes when nothing steps), then report each layer's status and the runtime findings (GS9xx). Exit status: "
         "0 when no finding is a warning or worse, 1 when one is or the script failed, 2 on a usage error.",
     )
-    run.add_argument("--steps", type=int, default=5, metavar="N", help="stop after N optimizer steps (default: 5); "
+    run.add_argument("--steps", type=int, default=5, metavar="N", help="stop after N optimizer steps of all optimizers together (default: 5); "
                      "steps that a GradScaler skips do not count, but 16 of them (or N, if larger) also stop the script")
     run.add_argument("--format", choices=("text", "json"), default="text", help="report format (default: text); "
                      "with json the script's standard output goes to standard error")

@@ -187,7 +187,7 @@ def _model_heading(model: ModelCheck) -> str:
     summary = model.report.model
     name = f"`{model.names[0]}` " if model.names else ""
     counts = f"{summary.get('parameterCount') or 0:,} parameters, {summary.get('trainableCount') or 0:,} trainable"
-    optimizers = ", ".join(_optimizer_text(optimizer) for optimizer in summary.get("optimizers") or []) or "no optimizer"
+    optimizers = _optimizers_text(summary.get("optimizers") or [])
     if len(model.steps) == 2:
         when = f"compared after {model.steps[0]} and after {model.steps[1]} optimizer steps"
     elif model.steps:
@@ -195,6 +195,21 @@ def _model_heading(model: ModelCheck) -> str:
     else:
         when = "checked once"
     return f"Model {name}({summary.get('type')}, {counts}); {optimizers}; {when}"
+
+
+def _optimizers_text(optimizers: list[dict[str, Any]]) -> str:
+    """Describe the optimizers, each distinct description once, with a count where it stands for several.
+
+    `instances` in an optimizer entry (set by `gradsight run`) counts the optimizers that a
+    script built again and again over the same parameters.
+    """
+    counts: dict[str, int] = {}
+    for optimizer in optimizers:
+        text = _optimizer_text(optimizer)
+        counts[text] = counts.get(text, 0) + int(optimizer.get("instances") or 1)
+    if not counts:
+        return "no optimizer"
+    return ", ".join(text if count == 1 else f"{text} ({count:,} instances)" for text, count in counts.items())
 
 
 def _optimizer_text(optimizer: dict[str, Any]) -> str:

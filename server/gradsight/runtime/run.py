@@ -3,7 +3,8 @@
 The script runs unchanged, under hooks that this module installs and removes again:
 
 - a wrapper around `torch.optim.Optimizer.__init__` and global optimizer step hooks, which find
-  the optimizers and count their steps;
+  the optimizers and count their steps. An optimizer built again over the same parameters (in
+  the training loop) replaces the earlier one, and the report counts the instances;
 - global module forward hooks, which find the models: modules called while no other module
   is running (a `DistributedDataParallel` wrapper is replaced by the module it wraps);
 - wrappers around `torch.Tensor.backward` and `torch.autograd.backward`. Before the backward
@@ -19,7 +20,8 @@ collective operation (see `distributed.py`), and only rank 0 prints the report.
 
 The first and the latest snapshot of each model are compared, so layers that did not change
 across steps (`unchanged`) and frozen layers that did (`frozen-but-changing`) are found. After
-`steps` optimizer steps (or `steps` backward passes when nothing steps) a hook raises
+`steps` optimizer steps of all optimizers together (or `steps` backward passes when nothing
+steps) a hook raises
 `StopScript`, which ends the script; its `finally` blocks still run. Steps that a GradScaler
 skips do not count, but the script also stops after `history.SKIPPED_STEPS_STOP` of them (or
 `steps`, if larger).
@@ -67,6 +69,19 @@ class _ModelRecord:
 
 
 @dataclass
+class _OptimizerRecord:
+    """One optimizer, and how often the script built it anew over the same parameters.
+
+    An optimizer of the same type over the same parameters replaces the earlier one, which the
+    recorder then forgets, so a script that builds its optimizer in the loop keeps one record.
+    """
+
+    optimizer: Any
+    instances: int = 1
+    steps: int = 0
+
+
+@dataclass
 class _LeafRecord:
     tensor: Any
     passes: int = 0
@@ -91,7 +106,9 @@ class TrainingRecorder:
         self.torch = torch
         self.max_steps = max_steps
         self.optimizers: list[Any] = []
-        self.step_counts: dict[int, int] = {}
+        self._optimizer_records: dict[int, _OptimizerRecord] = {}
+        # Optimizer steps of all optimizers together.
+        self.steps = 0
         self.backward_count = 0
         self.models: dict[int, _ModelRecord] = {}
         self.leaves: dict[int, _LeafRecord] = {}
@@ -112,10 +129,6 @@ class TrainingRecorder:
         self._handles: list[Any] = []
         self._patches: list[tuple[Any, str, Any]] = []
 
-    @property
-    def steps(self) -> int:
-        return max(self.step_counts.values(), default=0)
-
     # Installing and removing the hooks.
 
     def install(self) -> None:
@@ -134,7 +147,7 @@ class TrainingRecorder:
         @functools.wraps(original_init)
         def optimizer_init(optimizer, *args, **kwargs):
             original_init(optimizer, *args, **kwargs)
-            recorder._add_optimizer(optimizer)
+            recorder._add_optimizer(optimizer, replace=True)
 
         self._patch(torch.optim.Optimizer, "__init__", optimizer_init)
 
@@ -235,7 +248,8 @@ class TrainingRecorder:
         self._add_optimizer(optimizer)
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self.step_counts[id(optimizer)] = self.step_counts.get(id(optimizer), 0) + 1
+        self.steps += 1
+        self._optimizer_records[id(optimizer)].steps += 1
         for record in self.models.values():
             record.due = True
         if self.steps >= self.max_steps:
@@ -259,7 +273,7 @@ class TrainingRecorder:
             self._in_backward = False
         self.backward_count += 1
         self._snapshot_reached_models(reached, scaler)
-        if not self.step_counts and not self.scalers.records and self.backward_count >= self.max_steps:
+        if not self.steps and not self.scalers.records and self.backward_count >= self.max_steps:
             raise StopScript("backward")
         return result
 
@@ -297,9 +311,23 @@ class TrainingRecorder:
     def _has_unregistered(self, module: Any) -> bool:
         return any(True for _ in probe._unregistered_modules(self.torch, module))
 
-    def _add_optimizer(self, optimizer: Any) -> None:
-        if not any(optimizer is known for known in self.optimizers):
-            self.optimizers.append(optimizer)
+    def _add_optimizer(self, optimizer: Any, replace: bool = False) -> None:
+        """Record `optimizer`; with `replace`, in place of an earlier one of its type over the same parameters.
+
+        Forgetting the replaced optimizer lets Python free it and its state, as it would without
+        gradsight, and keeps one optimizer per model in the report.
+        """
+        if any(optimizer is known for known in self.optimizers):
+            return
+        record = _OptimizerRecord(optimizer)
+        if replace:
+            replaced = next((known for known in self.optimizers if _same_optimizer_setup(known, optimizer)), None)
+            if replaced is not None:
+                self.optimizers.remove(replaced)
+                earlier = self._optimizer_records.pop(id(replaced))
+                record = _OptimizerRecord(optimizer, earlier.instances + 1, earlier.steps)
+        self.optimizers.append(optimizer)
+        self._optimizer_records[id(optimizer)] = record
 
     def _record_leaves(self, roots: list[Any]) -> set[int]:
         """Walk the graphs of `roots` and record the leaf tensors that require grad; return their ids."""
@@ -338,9 +366,12 @@ class TrainingRecorder:
 
     def _snapshot(self, record: _ModelRecord, reached: set[int], scaler: Any = None) -> bool:
         """Take and store a snapshot of `record`'s model; return False when it was dropped."""
-        snapshot = take_snapshot(record.module, self._optimizers_for(record, reached), self.namespace)
+        optimizers = self._optimizers_for(record, reached)
+        snapshot = take_snapshot(record.module, optimizers, self.namespace)
         if scaler is not None and not _unscale_gradients(snapshot, scaler.get_scale()):
             return False  # The scaler skips this step; the next pass is snapshotted instead.
+        for optimizer, entry in zip(optimizers, snapshot.get("optimizers") or []):
+            entry["instances"] = self._optimizer_records[id(optimizer)].instances
         if record.wrapper is not None:
             names = [name for name, value in self.namespace.items() if value is record.wrapper and not name.startswith("__")]
             snapshot["model"]["names"] = names + snapshot["model"]["names"]
@@ -435,12 +466,29 @@ class TrainingRecorder:
         notes = []
         if self.backward_count == 0:
             notes.append("No backward pass ran, so no gradient was seen.")
-        elif not self.step_counts:
+        elif not self.steps:
             notes.append("No optimizer step ran: the report covers the gradients only, not the updates.")
+        notes.extend(self._rebuilt_optimizer_notes())
         if outcome.ended_by == "exception":
             notes.append("The script raised an exception (its traceback is above); this is what was seen until then.")
         elif outcome.ended_by == "exit" and outcome.exit_code:
             notes.append(f"The script called sys.exit({outcome.exit_code}); this is what was seen until then.")
+        return notes
+
+    def _rebuilt_optimizer_notes(self) -> list[str]:
+        """Return a note for each optimizer that the script built anew before most of its steps."""
+        notes = []
+        for record in self._optimizer_records.values():
+            if record.instances < 2 or record.instances * 2 <= record.steps:
+                continue
+            type_name = type(record.optimizer).__name__
+            name = self._name_in_namespace(record.optimizer)
+            label = f"`{name}` ({type_name})" if name else f"The {type_name} optimizer"
+            notes.append(
+                f"{label} was built anew before most optimizer steps ({record.instances:,} instances for "
+                f"{record.steps:,} steps), so its state (momentum, Adam's moment estimates) starts from zero each "
+                "time; build the optimizer once, before the training loop."
+            )
         return notes
 
     def _unregistered_leaf_findings(self, script: str) -> list[dict[str, Any]]:
@@ -499,6 +547,16 @@ def _unscale_gradients(snapshot: dict[str, Any], scale: float) -> bool:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 parameter[key] = value / scale
     return True
+
+
+def _same_optimizer_setup(first: Any, second: Any) -> bool:
+    """Return whether two optimizers are of the same type over the same parameters, in the same groups."""
+    if type(first) is not type(second) or len(first.param_groups) != len(second.param_groups):
+        return False
+    return all(
+        [id(p) for p in a["params"]] == [id(p) for p in b["params"]]
+        for a, b in zip(first.param_groups, second.param_groups)
+    )
 
 
 def _holds_any(optimizer: Any, parameter_ids: set[int]) -> bool:
