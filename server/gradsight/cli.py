@@ -192,14 +192,20 @@ def _run_lsp(args: argparse.Namespace) -> int:
 
 
 def _run_rule(args: argparse.Namespace) -> int:
+    from gradsight.runtime.codes import RUNTIME_RULES, runtime_rule_text
     from gradsight.static import RULES, rule_doc_path
 
     code = args.code.strip().upper()
     by_name = {info.name: info.code for info in RULES.values()}
+    by_name.update((rule.name, rule.code) for rule in RUNTIME_RULES.values())
     code = by_name.get(args.code.strip().lower(), code)
-    if code not in RULES:
-        raise UsageError(f"unknown rule {args.code!r}; known codes: {', '.join(sorted(RULES))}")
-    print(rule_doc_path(code).read_text(encoding="utf-8"), end="")
+    if code in RULES:
+        print(rule_doc_path(code).read_text(encoding="utf-8"), end="")
+    elif code in RUNTIME_RULES:
+        print(runtime_rule_text(RUNTIME_RULES[code]), end="")
+    else:
+        known = ", ".join(sorted([*RULES, *RUNTIME_RULES]))
+        raise UsageError(f"unknown rule {args.code!r}; known codes: {known}")
     return EXIT_CLEAN
 
 
