@@ -81,6 +81,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
+        # argparse would show the REMAINDER positional as required: give the usage line by hand.
+        usage="gradsight run [-h] [--steps N] [--format {text,json}] SCRIPT [-- SCRIPT_ARGS ...]",
         help="run a training script for a few optimizer steps and report which layers learn",
         description="Run a training script in this Python process, unchanged, for a few optimizer steps (or backward "
         "passes when nothing steps), then report each layer's status and the runtime findings (GS9xx). Exit status: "
@@ -91,7 +93,11 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=("text", "json"), default="text", help="report format (default: text); "
                      "with json the script's standard output goes to standard error")
     run.add_argument("script", type=Path, metavar="SCRIPT", help="the training script")
-    run.add_argument("script_args", nargs=argparse.REMAINDER, metavar="-- SCRIPT_ARGS", help="arguments for the script")
+    script_args = run.add_argument("script_args", nargs=argparse.REMAINDER, metavar="-- SCRIPT_ARGS",
+                                   help="arguments for the script (optional)")
+    # argparse marks every positional as required, so a missing SCRIPT would list SCRIPT_ARGS as
+    # missing too; an empty remainder is valid.
+    script_args.required = False
     run.set_defaults(handler=_run_run)
     return parser
 
