@@ -231,7 +231,7 @@ def _run_run(args: argparse.Namespace) -> int:
     if args.format == "json":
         # stdout carries the JSON report: send the script's own output to stderr meanwhile.
         with _stdout_to_stderr():
-            result = run_script(str(args.script), script_args, steps=args.steps)
+            result = run_script(str(args.script), script_args, steps=args.steps, traceback_location="on standard error")
     else:
         result = run_script(str(args.script), script_args, steps=args.steps)
     sys.stdout.flush()
@@ -252,6 +252,10 @@ def _ending(outcome, steps: int) -> str:
     from gradsight.runtime.history import SKIPPED_STEPS_STOP
 
     skipped = max(steps, SKIPPED_STEPS_STOP)
+    if outcome.ended_by == "backward" and outcome.inside == "optimizer.step()":
+        return f"stopped the script after {steps} backward passes, inside the first optimizer.step() call."
+    if outcome.ended_by == "exception" and outcome.inside:
+        return f"the script raised an exception in {outcome.inside}."
     return {
         "steps": f"stopped the script after {steps} optimizer steps.",
         "backward": f"stopped the script after {steps} backward passes (no optimizer step was seen).",

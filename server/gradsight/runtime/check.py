@@ -179,7 +179,8 @@ def render_text(report: CheckReport) -> str:
         lines.append(_finding_line(finding))
     for note in report.all_notes():
         lines.append(f"note: {note}")
-    lines.append(_summary_line(report.findings))
+    raised = (report.run or {}).get("endedBy") == "exception"
+    lines.append(_summary_line(report.findings, "No problems found before the exception" if raised else "No problems found"))
     return "\n".join(lines)
 
 
@@ -242,14 +243,15 @@ def _finding_line(finding: dict[str, Any]) -> str:
     return f"{place}{finding['code']} {finding['severity']}: {finding['message']}"
 
 
-def _summary_line(findings: list[dict[str, Any]]) -> str:
+def _summary_line(findings: list[dict[str, Any]], clean: str = "No problems found") -> str:
+    """Count the findings by severity; `clean` begins the line when none is a problem."""
     counts = {severity: sum(1 for f in findings if f["severity"] == severity) for severity in SEVERITY_ORDER}
     problems = counts["error"] + counts["warning"]
     if not findings:
-        return "No problems found."
+        return f"{clean}."
     if not problems:
         noun = "finding" if counts["information"] == 1 else "findings"
-        return f"No problems found ({counts['information']} information {noun})."
+        return f"{clean} ({counts['information']} information {noun})."
     parts = [f"{counts[severity]} {severity}" + ("s" if counts[severity] != 1 and severity != "information" else "")
              for severity in SEVERITY_ORDER if counts[severity]]
     noun = "problem" if problems == 1 else "problems"

@@ -73,7 +73,7 @@ class _OptimizerRecord:
     """One optimizer, and how often the script built it anew over the same parameters.
 
     An optimizer of the same type over the same parameters replaces the earlier one, which the
-    recorder then forgets, so a script that builds its optimizer in the loop keeps one record.
+    recorder then drops, so a script that builds its optimizer in the loop keeps one record.
     """
 
     optimizer: Any
@@ -90,11 +90,16 @@ class _LeafRecord:
 
 @dataclass
 class RunOutcome:
-    """The way the script ended (`steps`, `backward`, `skipped`, `end`, `exit` or `exception`) and its exit code or error."""
+    """The way the script ended (`steps`, `backward`, `skipped`, `end`, `exit` or `exception`) and its exit code or error.
+
+    `inside` is the call that the script was in when it raised (`backward()`) or was stopped
+    (`optimizer.step()`, whose closure ran the backward passes), or None.
+    """
 
     ended_by: str
     exit_code: int | None = None
     error: BaseException | None = None
+    inside: str | None = None
 
 
 class TrainingRecorder:
@@ -115,7 +120,15 @@ class TrainingRecorder:
         self.namespace: dict[str, Any] = {}
         self.rank = 0
         self.optimizer_step_calls = 0
+        # optimizer.step() calls that have begun and not finished. NOTE: a step that raises an
+        # exception, which the script catches, stays counted.
+        self._steps_in_progress = 0
+        self.stopped_inside_step = False
         self.skipped_steps = 0
+        # The exception that the latest failed backward pass raised, and whether every parameter
+        # found then had requires_grad=False.
+        self.backward_error: BaseException | None = None
+        self.all_frozen_at_backward_error = False
         self.dead_units = history.DeadUnitTracker()
         self.activations: dict[int, Any] = {}
         self.scalers = history.ScalerHistory()
@@ -245,9 +258,11 @@ class TrainingRecorder:
 
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.optimizer_step_calls += 1
+        self._steps_in_progress += 1
         self._add_optimizer(optimizer)
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._steps_in_progress = max(0, self._steps_in_progress - 1)
         self.steps += 1
         self._optimizer_records[id(optimizer)].steps += 1
         for record in self.models.values():
@@ -269,13 +284,25 @@ class TrainingRecorder:
         try:
             reached = self._record_leaves(roots)
             result = call()
+        except Exception as error:
+            self.backward_error = error
+            self.all_frozen_at_backward_error = self._all_parameters_frozen()
+            raise
         finally:
             self._in_backward = False
         self.backward_count += 1
         self._snapshot_reached_models(reached, scaler)
         if not self.steps and not self.scalers.records and self.backward_count >= self.max_steps:
+            # Inside step(), the passes come from a closure (LBFGS) and the first step has not finished.
+            self.stopped_inside_step = self._steps_in_progress > 0
             raise StopScript("backward")
         return result
+
+    def _all_parameters_frozen(self) -> bool:
+        """Return whether the models and optimizers found have parameters, all with requires_grad=False."""
+        parameters = [p for record in self.models.values() for p in record.module.parameters()]
+        parameters.extend(p for optimizer in self.optimizers for group in optimizer.param_groups for p in group["params"])
+        return bool(parameters) and not any(p.requires_grad for p in parameters)
 
     def _around_scaler_step(self, scaler: Any, optimizer: Any, site: history.CallSite | None, call: Any) -> Any:
         """Run `scaler.step(optimizer)` and record whether it ran `optimizer.step()`."""
@@ -401,7 +428,8 @@ class TrainingRecorder:
 
     # The report.
 
-    def build_report(self, outcome: RunOutcome, script: str) -> CheckReport:
+    def build_report(self, outcome: RunOutcome, script: str, traceback_location: str = "above") -> CheckReport:
+        """Build the report of the run; `traceback_location` completes "its traceback is ..." in a note."""
         checks = []
         extra: list[dict[str, Any]] = []
         reached: set[int] = set(self.leaves)
@@ -418,7 +446,7 @@ class TrainingRecorder:
 
         extra.extend(self._history_findings(checks, script))
 
-        notes = self._run_notes(outcome)
+        notes = self._run_notes(outcome, traceback_location)
         run = {
             "optimizerSteps": self.steps,
             "skippedSteps": self.skipped_steps,
@@ -462,15 +490,36 @@ class TrainingRecorder:
         """Return the script's global name for `value`, if it has one."""
         return next((key for key, item in self.namespace.items() if item is value and not key.startswith("__")), None)
 
-    def _run_notes(self, outcome: RunOutcome) -> list[str]:
+    def _run_notes(self, outcome: RunOutcome, traceback_location: str) -> list[str]:
         notes = []
-        if self.backward_count == 0:
+        raised_in_backward = outcome.error is not None and outcome.error is self.backward_error
+        if raised_in_backward:
+            notes.append(
+                f"The script raised an exception in backward() (its traceback is {traceback_location}); "
+                "the report covers what ran before it."
+            )
+            if self.all_frozen_at_backward_error and "does not require grad" in str(outcome.error):
+                notes.append(
+                    "Every parameter had requires_grad=False when backward() raised, so the loss had no "
+                    "gradient to compute; call requires_grad_(True) on the layers to train (assigning "
+                    "`module.requires_grad = True` only sets a plain attribute of the module)."
+                )
+        elif self.backward_count == 0:
             notes.append("No backward pass ran, so no gradient was seen.")
-        elif not self.steps:
+        if outcome.inside == "optimizer.step()":
+            notes.append(
+                "No optimizer step had finished: the script was stopped inside its first optimizer.step() call, "
+                "whose closure runs the backward passes (as with LBFGS). The report covers the gradients, and the "
+                "weights may already have changed inside that step."
+            )
+        elif not raised_in_backward and self.backward_count and not self.steps:
             notes.append("No optimizer step ran: the report covers the gradients only, not the updates.")
         notes.extend(self._rebuilt_optimizer_notes())
-        if outcome.ended_by == "exception":
-            notes.append("The script raised an exception (its traceback is above); this is what was seen until then.")
+        if outcome.ended_by == "exception" and not raised_in_backward:
+            notes.append(
+                f"The script raised an exception (its traceback is {traceback_location}); "
+                "the report covers what ran before it."
+            )
         elif outcome.ended_by == "exit" and outcome.exit_code:
             notes.append(f"The script called sys.exit({outcome.exit_code}); this is what was seen until then.")
         return notes
@@ -597,11 +646,13 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
 
-def run_script(script: str, arguments: list[str], steps: int = DEFAULT_STEPS) -> RunResult:
+def run_script(script: str, arguments: list[str], steps: int = DEFAULT_STEPS, traceback_location: str = "above") -> RunResult:
     """Run `script` as `__main__` with `arguments`, under the hooks, and return the report.
 
     The script's folder comes first on sys.path and `sys.argv` is the script and its arguments,
-    as with `python SCRIPT ARGS`. Both are restored afterwards, and so is every hook.
+    as with `python SCRIPT ARGS`. Both are restored afterwards, and so is every hook. When the
+    script raises, its traceback goes to stderr, and a note of the report gives
+    `traceback_location` as its place (e.g. "above" under a text report).
     """
     script = os.path.abspath(script)
     recorder = TrainingRecorder(steps)
@@ -613,18 +664,18 @@ def run_script(script: str, arguments: list[str], steps: int = DEFAULT_STEPS) ->
     try:
         runpy.run_path(script, run_name="__main__")
     except StopScript as stop:
-        outcome = RunOutcome(str(stop))
+        outcome = RunOutcome(str(stop), inside="optimizer.step()" if recorder.stopped_inside_step else None)
     except SystemExit as exit_request:
         outcome = RunOutcome("exit", _exit_code(exit_request.code))
     except Exception as error:  # noqa: BLE001 - the script's own error is reported with its traceback
         _print_script_traceback(error, script)
-        outcome = RunOutcome("exception", error=error)
+        outcome = RunOutcome("exception", error=error, inside="backward()" if error is recorder.backward_error else None)
     finally:
         recorder.remove()
         sys.argv, sys.path[:] = saved_argv, saved_path
 
     # runpy has put the script's namespace away; the records keep the objects the report needs.
-    report = recorder.build_report(outcome, script)
+    report = recorder.build_report(outcome, script, traceback_location)
     return RunResult(report, outcome)
 
 
@@ -638,8 +689,31 @@ def _exit_code(code: Any) -> int:
 
 
 def _print_script_traceback(error: BaseException, script: str) -> None:
-    """Print the traceback from the script's first frame on, without gradsight's and runpy's frames."""
+    """Print the script's traceback as `python SCRIPT` would: without runpy's and gradsight's frames.
+
+    Frames before the script's first one are runpy's, and the hooks put gradsight's frames
+    between the script's and torch's (around `backward()`, in optimizer constructors).
+    """
     tb = error.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != script:
         tb = tb.tb_next
-    traceback.print_exception(type(error), error, tb or error.__traceback__, file=sys.stderr)
+    exception = traceback.TracebackException(type(error), error, tb or error.__traceback__)
+    _drop_own_frames(exception, set())
+    print("".join(exception.format()), end="", file=sys.stderr)
+
+
+def _drop_own_frames(exception: traceback.TracebackException, seen: set[int]) -> None:
+    """Remove the frames of gradsight's and runpy's files from `exception` and the exceptions chained to it."""
+    if id(exception) in seen:
+        return
+    seen.add(id(exception))
+    own_folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    own_files = (os.path.abspath(runpy.__file__),)
+    frames = [
+        frame for frame in exception.stack
+        if not os.path.abspath(frame.filename).startswith(own_folder + os.sep) and os.path.abspath(frame.filename) not in own_files
+    ]
+    exception.stack = traceback.StackSummary.from_list(frames)
+    for chained in (exception.__cause__, exception.__context__):
+        if chained is not None:
+            _drop_own_frames(chained, seen)
