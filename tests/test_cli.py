@@ -124,3 +124,50 @@ def test_static_check_never_imports_torch(tmp_path):
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run([sys.executable, "-c", probe, str(CASES)], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 1, result.stderr
+
+
+def test_rule_static_page_unchanged():
+    from gradsight.static import rule_doc_path
+
+    result = run("rule", "GS503")
+    assert result.returncode == 0
+    assert result.stdout == rule_doc_path("GS503").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("query", ["GS909", "gs909", "tiny-update"])
+def test_rule_prints_runtime_code(query):
+    result = run("rule", query)
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "# tiny-update (GS909)"
+    assert "Default severity: warning." in lines
+    assert "One optimizer step changes the weights by less than 1e-7 of their norm" in result.stdout
+    assert "Thresholds: documented in docs/runtime-protocol.md, section Findings" in result.stdout
+
+
+def test_rule_history_code_names_tools():
+    result = run("rule", "GS912")
+    assert result.returncode == 0
+    assert result.stdout.startswith("# skipped-steps (GS912)\n")
+    assert "reported by `gradsight run`;" in result.stdout
+    assert "constants in gradsight/runtime/history.py" in result.stdout
+
+
+def test_rule_unknown_lists_runtime_codes():
+    result = run("rule", "GS999")
+    assert result.returncode == 2
+    assert "unknown rule 'GS999'" in result.stderr
+    assert "GS701, GS901," in result.stderr
+    assert result.stderr.rstrip().endswith("GS915, GS920")
+
+
+def test_runtime_rules_match_findings():
+    from gradsight.runtime import classify, distributed
+    from gradsight.runtime.codes import RUNTIME_RULES
+
+    for status, code in classify.CODES.items():
+        assert RUNTIME_RULES[code].name == status
+        assert RUNTIME_RULES[code].severity == classify.SEVERITIES[status]
+    assert RUNTIME_RULES[classify.UNREGISTERED_LEAF].name == "unregistered-leaf"
+    assert RUNTIME_RULES[distributed.REPLICAS_DIFFER].name == "replicas-diverged"
+    assert {"GS911", "GS912", "GS913"} <= set(RUNTIME_RULES)

@@ -81,17 +81,23 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
+        # argparse would show the REMAINDER positional as required: give the usage line by hand.
+        usage="gradsight run [-h] [--steps N] [--format {text,json}] SCRIPT [-- SCRIPT_ARGS ...]",
         help="run a training script for a few optimizer steps and report which layers learn",
         description="Run a training script in this Python process, unchanged, for a few optimizer steps (or backward "
         "passes when nothing steps), then report each layer's status and the runtime findings (GS9xx). Exit status: "
         "0 when no finding is a warning or worse, 1 when one is or the script failed, 2 on a usage error.",
     )
-    run.add_argument("--steps", type=int, default=5, metavar="N", help="stop after N optimizer steps (default: 5); "
+    run.add_argument("--steps", type=int, default=5, metavar="N", help="stop after N optimizer steps of all optimizers together (default: 5); "
                      "steps that a GradScaler skips do not count, but 16 of them (or N, if larger) also stop the script")
     run.add_argument("--format", choices=("text", "json"), default="text", help="report format (default: text); "
                      "with json the script's standard output goes to standard error")
     run.add_argument("script", type=Path, metavar="SCRIPT", help="the training script")
-    run.add_argument("script_args", nargs=argparse.REMAINDER, metavar="-- SCRIPT_ARGS", help="arguments for the script")
+    script_args = run.add_argument("script_args", nargs=argparse.REMAINDER, metavar="-- SCRIPT_ARGS",
+                                   help="arguments for the script (optional)")
+    # argparse marks every positional as required, so a missing SCRIPT would list SCRIPT_ARGS as
+    # missing too; an empty remainder is valid.
+    script_args.required = False
     run.set_defaults(handler=_run_run)
     return parser
 
@@ -192,14 +198,20 @@ def _run_lsp(args: argparse.Namespace) -> int:
 
 
 def _run_rule(args: argparse.Namespace) -> int:
+    from gradsight.runtime.codes import RUNTIME_RULES, runtime_rule_text
     from gradsight.static import RULES, rule_doc_path
 
     code = args.code.strip().upper()
     by_name = {info.name: info.code for info in RULES.values()}
+    by_name.update((rule.name, rule.code) for rule in RUNTIME_RULES.values())
     code = by_name.get(args.code.strip().lower(), code)
-    if code not in RULES:
-        raise UsageError(f"unknown rule {args.code!r}; known codes: {', '.join(sorted(RULES))}")
-    print(rule_doc_path(code).read_text(encoding="utf-8"), end="")
+    if code in RULES:
+        print(rule_doc_path(code).read_text(encoding="utf-8"), end="")
+    elif code in RUNTIME_RULES:
+        print(runtime_rule_text(RUNTIME_RULES[code]), end="")
+    else:
+        known = ", ".join(sorted([*RULES, *RUNTIME_RULES]))
+        raise UsageError(f"unknown rule {args.code!r}; known codes: {known}")
     return EXIT_CLEAN
 
 
@@ -219,7 +231,7 @@ def _run_run(args: argparse.Namespace) -> int:
     if args.format == "json":
         # stdout carries the JSON report: send the script's own output to stderr meanwhile.
         with _stdout_to_stderr():
-            result = run_script(str(args.script), script_args, steps=args.steps)
+            result = run_script(str(args.script), script_args, steps=args.steps, traceback_location="on standard error")
     else:
         result = run_script(str(args.script), script_args, steps=args.steps)
     sys.stdout.flush()
@@ -240,6 +252,10 @@ def _ending(outcome, steps: int) -> str:
     from gradsight.runtime.history import SKIPPED_STEPS_STOP
 
     skipped = max(steps, SKIPPED_STEPS_STOP)
+    if outcome.ended_by == "backward" and outcome.inside == "optimizer.step()":
+        return f"stopped the script after {steps} backward passes, inside the first optimizer.step() call."
+    if outcome.ended_by == "exception" and outcome.inside:
+        return f"the script raised an exception in {outcome.inside}."
     return {
         "steps": f"stopped the script after {steps} optimizer steps.",
         "backward": f"stopped the script after {steps} backward passes (no optimizer step was seen).",

@@ -179,7 +179,8 @@ def render_text(report: CheckReport) -> str:
         lines.append(_finding_line(finding))
     for note in report.all_notes():
         lines.append(f"note: {note}")
-    lines.append(_summary_line(report.findings))
+    raised = (report.run or {}).get("endedBy") == "exception"
+    lines.append(_summary_line(report.findings, "No problems found before the exception" if raised else "No problems found"))
     return "\n".join(lines)
 
 
@@ -187,7 +188,7 @@ def _model_heading(model: ModelCheck) -> str:
     summary = model.report.model
     name = f"`{model.names[0]}` " if model.names else ""
     counts = f"{summary.get('parameterCount') or 0:,} parameters, {summary.get('trainableCount') or 0:,} trainable"
-    optimizers = ", ".join(_optimizer_text(optimizer) for optimizer in summary.get("optimizers") or []) or "no optimizer"
+    optimizers = _optimizers_text(summary.get("optimizers") or [])
     if len(model.steps) == 2:
         when = f"compared after {model.steps[0]} and after {model.steps[1]} optimizer steps"
     elif model.steps:
@@ -195,6 +196,21 @@ def _model_heading(model: ModelCheck) -> str:
     else:
         when = "checked once"
     return f"Model {name}({summary.get('type')}, {counts}); {optimizers}; {when}"
+
+
+def _optimizers_text(optimizers: list[dict[str, Any]]) -> str:
+    """Describe the optimizers, each distinct description once, with a count where it stands for several.
+
+    `instances` in an optimizer entry (set by `gradsight run`) counts the optimizers that a
+    script built again and again over the same parameters.
+    """
+    counts: dict[str, int] = {}
+    for optimizer in optimizers:
+        text = _optimizer_text(optimizer)
+        counts[text] = counts.get(text, 0) + int(optimizer.get("instances") or 1)
+    if not counts:
+        return "no optimizer"
+    return ", ".join(text if count == 1 else f"{text} ({count:,} instances)" for text, count in counts.items())
 
 
 def _optimizer_text(optimizer: dict[str, Any]) -> str:
@@ -227,14 +243,15 @@ def _finding_line(finding: dict[str, Any]) -> str:
     return f"{place}{finding['code']} {finding['severity']}: {finding['message']}"
 
 
-def _summary_line(findings: list[dict[str, Any]]) -> str:
+def _summary_line(findings: list[dict[str, Any]], clean: str = "No problems found") -> str:
+    """Count the findings by severity; `clean` begins the line when none is a problem."""
     counts = {severity: sum(1 for f in findings if f["severity"] == severity) for severity in SEVERITY_ORDER}
     problems = counts["error"] + counts["warning"]
     if not findings:
-        return "No problems found."
+        return f"{clean}."
     if not problems:
         noun = "finding" if counts["information"] == 1 else "findings"
-        return f"No problems found ({counts['information']} information {noun})."
+        return f"{clean} ({counts['information']} information {noun})."
     parts = [f"{counts[severity]} {severity}" + ("s" if counts[severity] != 1 and severity != "information" else "")
              for severity in SEVERITY_ORDER if counts[severity]]
     noun = "problem" if problems == 1 else "problems"

@@ -3,7 +3,8 @@
 The script runs unchanged, under hooks that this module installs and removes again:
 
 - a wrapper around `torch.optim.Optimizer.__init__` and global optimizer step hooks, which find
-  the optimizers and count their steps;
+  the optimizers and count their steps. An optimizer built again over the same parameters (in
+  the training loop) replaces the earlier one, and the report counts the instances;
 - global module forward hooks, which find the models: modules called while no other module
   is running (a `DistributedDataParallel` wrapper is replaced by the module it wraps);
 - wrappers around `torch.Tensor.backward` and `torch.autograd.backward`. Before the backward
@@ -19,7 +20,8 @@ collective operation (see `distributed.py`), and only rank 0 prints the report.
 
 The first and the latest snapshot of each model are compared, so layers that did not change
 across steps (`unchanged`) and frozen layers that did (`frozen-but-changing`) are found. After
-`steps` optimizer steps (or `steps` backward passes when nothing steps) a hook raises
+`steps` optimizer steps of all optimizers together (or `steps` backward passes when nothing
+steps) a hook raises
 `StopScript`, which ends the script; its `finally` blocks still run. Steps that a GradScaler
 skips do not count, but the script also stops after `history.SKIPPED_STEPS_STOP` of them (or
 `steps`, if larger).
@@ -67,6 +69,19 @@ class _ModelRecord:
 
 
 @dataclass
+class _OptimizerRecord:
+    """One optimizer, and how often the script built it anew over the same parameters.
+
+    An optimizer of the same type over the same parameters replaces the earlier one, which the
+    recorder then drops, so a script that builds its optimizer in the loop keeps one record.
+    """
+
+    optimizer: Any
+    instances: int = 1
+    steps: int = 0
+
+
+@dataclass
 class _LeafRecord:
     tensor: Any
     passes: int = 0
@@ -75,11 +90,16 @@ class _LeafRecord:
 
 @dataclass
 class RunOutcome:
-    """The way the script ended (`steps`, `backward`, `skipped`, `end`, `exit` or `exception`) and its exit code or error."""
+    """The way the script ended (`steps`, `backward`, `skipped`, `end`, `exit` or `exception`) and its exit code or error.
+
+    `inside` is the call that the script was in when it raised (`backward()`) or was stopped
+    (`optimizer.step()`, whose closure ran the backward passes), or None.
+    """
 
     ended_by: str
     exit_code: int | None = None
     error: BaseException | None = None
+    inside: str | None = None
 
 
 class TrainingRecorder:
@@ -91,14 +111,24 @@ class TrainingRecorder:
         self.torch = torch
         self.max_steps = max_steps
         self.optimizers: list[Any] = []
-        self.step_counts: dict[int, int] = {}
+        self._optimizer_records: dict[int, _OptimizerRecord] = {}
+        # Optimizer steps of all optimizers together.
+        self.steps = 0
         self.backward_count = 0
         self.models: dict[int, _ModelRecord] = {}
         self.leaves: dict[int, _LeafRecord] = {}
         self.namespace: dict[str, Any] = {}
         self.rank = 0
         self.optimizer_step_calls = 0
+        # optimizer.step() calls that have begun and not finished. NOTE: a step that raises an
+        # exception, which the script catches, stays counted.
+        self._steps_in_progress = 0
+        self.stopped_inside_step = False
         self.skipped_steps = 0
+        # The exception that the latest failed backward pass raised, and whether every parameter
+        # found then had requires_grad=False.
+        self.backward_error: BaseException | None = None
+        self.all_frozen_at_backward_error = False
         self.dead_units = history.DeadUnitTracker()
         self.activations: dict[int, Any] = {}
         self.scalers = history.ScalerHistory()
@@ -111,10 +141,6 @@ class TrainingRecorder:
         self._in_backward = False
         self._handles: list[Any] = []
         self._patches: list[tuple[Any, str, Any]] = []
-
-    @property
-    def steps(self) -> int:
-        return max(self.step_counts.values(), default=0)
 
     # Installing and removing the hooks.
 
@@ -134,7 +160,7 @@ class TrainingRecorder:
         @functools.wraps(original_init)
         def optimizer_init(optimizer, *args, **kwargs):
             original_init(optimizer, *args, **kwargs)
-            recorder._add_optimizer(optimizer)
+            recorder._add_optimizer(optimizer, replace=True)
 
         self._patch(torch.optim.Optimizer, "__init__", optimizer_init)
 
@@ -232,10 +258,13 @@ class TrainingRecorder:
 
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.optimizer_step_calls += 1
+        self._steps_in_progress += 1
         self._add_optimizer(optimizer)
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self.step_counts[id(optimizer)] = self.step_counts.get(id(optimizer), 0) + 1
+        self._steps_in_progress = max(0, self._steps_in_progress - 1)
+        self.steps += 1
+        self._optimizer_records[id(optimizer)].steps += 1
         for record in self.models.values():
             record.due = True
         if self.steps >= self.max_steps:
@@ -255,13 +284,25 @@ class TrainingRecorder:
         try:
             reached = self._record_leaves(roots)
             result = call()
+        except Exception as error:
+            self.backward_error = error
+            self.all_frozen_at_backward_error = self._all_parameters_frozen()
+            raise
         finally:
             self._in_backward = False
         self.backward_count += 1
         self._snapshot_reached_models(reached, scaler)
-        if not self.step_counts and not self.scalers.records and self.backward_count >= self.max_steps:
+        if not self.steps and not self.scalers.records and self.backward_count >= self.max_steps:
+            # Inside step(), the passes come from a closure (LBFGS) and the first step has not finished.
+            self.stopped_inside_step = self._steps_in_progress > 0
             raise StopScript("backward")
         return result
+
+    def _all_parameters_frozen(self) -> bool:
+        """Return whether the models and optimizers found have parameters, all with requires_grad=False."""
+        parameters = [p for record in self.models.values() for p in record.module.parameters()]
+        parameters.extend(p for optimizer in self.optimizers for group in optimizer.param_groups for p in group["params"])
+        return bool(parameters) and not any(p.requires_grad for p in parameters)
 
     def _around_scaler_step(self, scaler: Any, optimizer: Any, site: history.CallSite | None, call: Any) -> Any:
         """Run `scaler.step(optimizer)` and record whether it ran `optimizer.step()`."""
@@ -297,9 +338,23 @@ class TrainingRecorder:
     def _has_unregistered(self, module: Any) -> bool:
         return any(True for _ in probe._unregistered_modules(self.torch, module))
 
-    def _add_optimizer(self, optimizer: Any) -> None:
-        if not any(optimizer is known for known in self.optimizers):
-            self.optimizers.append(optimizer)
+    def _add_optimizer(self, optimizer: Any, replace: bool = False) -> None:
+        """Record `optimizer`; with `replace`, in place of an earlier one of its type over the same parameters.
+
+        Forgetting the replaced optimizer lets Python free it and its state, as it would without
+        gradsight, and keeps one optimizer per model in the report.
+        """
+        if any(optimizer is known for known in self.optimizers):
+            return
+        record = _OptimizerRecord(optimizer)
+        if replace:
+            replaced = next((known for known in self.optimizers if _same_optimizer_setup(known, optimizer)), None)
+            if replaced is not None:
+                self.optimizers.remove(replaced)
+                earlier = self._optimizer_records.pop(id(replaced))
+                record = _OptimizerRecord(optimizer, earlier.instances + 1, earlier.steps)
+        self.optimizers.append(optimizer)
+        self._optimizer_records[id(optimizer)] = record
 
     def _record_leaves(self, roots: list[Any]) -> set[int]:
         """Walk the graphs of `roots` and record the leaf tensors that require grad; return their ids."""
@@ -338,9 +393,12 @@ class TrainingRecorder:
 
     def _snapshot(self, record: _ModelRecord, reached: set[int], scaler: Any = None) -> bool:
         """Take and store a snapshot of `record`'s model; return False when it was dropped."""
-        snapshot = take_snapshot(record.module, self._optimizers_for(record, reached), self.namespace)
+        optimizers = self._optimizers_for(record, reached)
+        snapshot = take_snapshot(record.module, optimizers, self.namespace)
         if scaler is not None and not _unscale_gradients(snapshot, scaler.get_scale()):
             return False  # The scaler skips this step; the next pass is snapshotted instead.
+        for optimizer, entry in zip(optimizers, snapshot.get("optimizers") or []):
+            entry["instances"] = self._optimizer_records[id(optimizer)].instances
         if record.wrapper is not None:
             names = [name for name, value in self.namespace.items() if value is record.wrapper and not name.startswith("__")]
             snapshot["model"]["names"] = names + snapshot["model"]["names"]
@@ -370,7 +428,8 @@ class TrainingRecorder:
 
     # The report.
 
-    def build_report(self, outcome: RunOutcome, script: str) -> CheckReport:
+    def build_report(self, outcome: RunOutcome, script: str, traceback_location: str = "above") -> CheckReport:
+        """Build the report of the run; `traceback_location` completes "its traceback is ..." in a note."""
         checks = []
         extra: list[dict[str, Any]] = []
         reached: set[int] = set(self.leaves)
@@ -387,7 +446,7 @@ class TrainingRecorder:
 
         extra.extend(self._history_findings(checks, script))
 
-        notes = self._run_notes(outcome)
+        notes = self._run_notes(outcome, traceback_location)
         run = {
             "optimizerSteps": self.steps,
             "skippedSteps": self.skipped_steps,
@@ -431,16 +490,54 @@ class TrainingRecorder:
         """Return the script's global name for `value`, if it has one."""
         return next((key for key, item in self.namespace.items() if item is value and not key.startswith("__")), None)
 
-    def _run_notes(self, outcome: RunOutcome) -> list[str]:
+    def _run_notes(self, outcome: RunOutcome, traceback_location: str) -> list[str]:
         notes = []
-        if self.backward_count == 0:
+        raised_in_backward = outcome.error is not None and outcome.error is self.backward_error
+        if raised_in_backward:
+            notes.append(
+                f"The script raised an exception in backward() (its traceback is {traceback_location}); "
+                "the report covers what ran before it."
+            )
+            if self.all_frozen_at_backward_error and "does not require grad" in str(outcome.error):
+                notes.append(
+                    "Every parameter had requires_grad=False when backward() raised, so the loss had no "
+                    "gradient to compute; call requires_grad_(True) on the layers to train (assigning "
+                    "`module.requires_grad = True` only sets a plain attribute of the module)."
+                )
+        elif self.backward_count == 0:
             notes.append("No backward pass ran, so no gradient was seen.")
-        elif not self.step_counts:
+        if outcome.inside == "optimizer.step()":
+            notes.append(
+                "No optimizer step had finished: the script was stopped inside its first optimizer.step() call, "
+                "whose closure runs the backward passes (as with LBFGS). The report covers the gradients, and the "
+                "weights may already have changed inside that step."
+            )
+        elif not raised_in_backward and self.backward_count and not self.steps:
             notes.append("No optimizer step ran: the report covers the gradients only, not the updates.")
-        if outcome.ended_by == "exception":
-            notes.append("The script raised an exception (its traceback is above); this is what was seen until then.")
+        notes.extend(self._rebuilt_optimizer_notes())
+        if outcome.ended_by == "exception" and not raised_in_backward:
+            notes.append(
+                f"The script raised an exception (its traceback is {traceback_location}); "
+                "the report covers what ran before it."
+            )
         elif outcome.ended_by == "exit" and outcome.exit_code:
             notes.append(f"The script called sys.exit({outcome.exit_code}); this is what was seen until then.")
+        return notes
+
+    def _rebuilt_optimizer_notes(self) -> list[str]:
+        """Return a note for each optimizer that the script built anew before most of its steps."""
+        notes = []
+        for record in self._optimizer_records.values():
+            if record.instances < 2 or record.instances * 2 <= record.steps:
+                continue
+            type_name = type(record.optimizer).__name__
+            name = self._name_in_namespace(record.optimizer)
+            label = f"`{name}` ({type_name})" if name else f"The {type_name} optimizer"
+            notes.append(
+                f"{label} was built anew before most optimizer steps ({record.instances:,} instances for "
+                f"{record.steps:,} steps), so its state (momentum, Adam's moment estimates) starts from zero each "
+                "time; build the optimizer once, before the training loop."
+            )
         return notes
 
     def _unregistered_leaf_findings(self, script: str) -> list[dict[str, Any]]:
@@ -501,6 +598,16 @@ def _unscale_gradients(snapshot: dict[str, Any], scale: float) -> bool:
     return True
 
 
+def _same_optimizer_setup(first: Any, second: Any) -> bool:
+    """Return whether two optimizers are of the same type over the same parameters, in the same groups."""
+    if type(first) is not type(second) or len(first.param_groups) != len(second.param_groups):
+        return False
+    return all(
+        [id(p) for p in a["params"]] == [id(p) for p in b["params"]]
+        for a, b in zip(first.param_groups, second.param_groups)
+    )
+
+
 def _holds_any(optimizer: Any, parameter_ids: set[int]) -> bool:
     return any(id(p) in parameter_ids for group in optimizer.param_groups for p in group["params"])
 
@@ -539,11 +646,13 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
 
-def run_script(script: str, arguments: list[str], steps: int = DEFAULT_STEPS) -> RunResult:
+def run_script(script: str, arguments: list[str], steps: int = DEFAULT_STEPS, traceback_location: str = "above") -> RunResult:
     """Run `script` as `__main__` with `arguments`, under the hooks, and return the report.
 
     The script's folder comes first on sys.path and `sys.argv` is the script and its arguments,
-    as with `python SCRIPT ARGS`. Both are restored afterwards, and so is every hook.
+    as with `python SCRIPT ARGS`. Both are restored afterwards, and so is every hook. When the
+    script raises, its traceback goes to stderr, and a note of the report gives
+    `traceback_location` as its place (e.g. "above" under a text report).
     """
     script = os.path.abspath(script)
     recorder = TrainingRecorder(steps)
@@ -555,18 +664,18 @@ def run_script(script: str, arguments: list[str], steps: int = DEFAULT_STEPS) ->
     try:
         runpy.run_path(script, run_name="__main__")
     except StopScript as stop:
-        outcome = RunOutcome(str(stop))
+        outcome = RunOutcome(str(stop), inside="optimizer.step()" if recorder.stopped_inside_step else None)
     except SystemExit as exit_request:
         outcome = RunOutcome("exit", _exit_code(exit_request.code))
     except Exception as error:  # noqa: BLE001 - the script's own error is reported with its traceback
         _print_script_traceback(error, script)
-        outcome = RunOutcome("exception", error=error)
+        outcome = RunOutcome("exception", error=error, inside="backward()" if error is recorder.backward_error else None)
     finally:
         recorder.remove()
         sys.argv, sys.path[:] = saved_argv, saved_path
 
     # runpy has put the script's namespace away; the records keep the objects the report needs.
-    report = recorder.build_report(outcome, script)
+    report = recorder.build_report(outcome, script, traceback_location)
     return RunResult(report, outcome)
 
 
@@ -580,8 +689,31 @@ def _exit_code(code: Any) -> int:
 
 
 def _print_script_traceback(error: BaseException, script: str) -> None:
-    """Print the traceback from the script's first frame on, without gradsight's and runpy's frames."""
+    """Print the script's traceback as `python SCRIPT` would: without runpy's and gradsight's frames.
+
+    Frames before the script's first one are runpy's, and the hooks put gradsight's frames
+    between the script's and torch's (around `backward()`, in optimizer constructors).
+    """
     tb = error.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != script:
         tb = tb.tb_next
-    traceback.print_exception(type(error), error, tb or error.__traceback__, file=sys.stderr)
+    exception = traceback.TracebackException(type(error), error, tb or error.__traceback__)
+    _drop_own_frames(exception, set())
+    print("".join(exception.format()), end="", file=sys.stderr)
+
+
+def _drop_own_frames(exception: traceback.TracebackException, seen: set[int]) -> None:
+    """Remove the frames of gradsight's and runpy's files from `exception` and the exceptions chained to it."""
+    if id(exception) in seen:
+        return
+    seen.add(id(exception))
+    own_folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    own_files = (os.path.abspath(runpy.__file__),)
+    frames = [
+        frame for frame in exception.stack
+        if not os.path.abspath(frame.filename).startswith(own_folder + os.sep) and os.path.abspath(frame.filename) not in own_files
+    ]
+    exception.stack = traceback.StackSummary.from_list(frames)
+    for chained in (exception.__cause__, exception.__context__):
+        if chained is not None:
+            _drop_own_frames(chained, seen)
