@@ -20,8 +20,7 @@ collective operation (see `distributed.py`), and only rank 0 prints the report.
 
 The first and the latest snapshot of each model are compared, so layers that did not change
 across steps (`unchanged`) and frozen layers that did (`frozen-but-changing`) are found. After
-`steps` optimizer steps of all optimizers together (or `steps` backward passes when nothing
-steps) a hook raises
+`steps` steps of one optimizer (or `steps` backward passes when nothing steps) a hook raises
 `StopScript`, which ends the script; its `finally` blocks still run. Steps that a GradScaler
 skips do not count, but the script also stops after `history.SKIPPED_STEPS_STOP` of them (or
 `steps`, if larger).
@@ -112,8 +111,6 @@ class TrainingRecorder:
         self.max_steps = max_steps
         self.optimizers: list[Any] = []
         self._optimizer_records: dict[int, _OptimizerRecord] = {}
-        # Optimizer steps of all optimizers together.
-        self.steps = 0
         self.backward_count = 0
         self.models: dict[int, _ModelRecord] = {}
         self.leaves: dict[int, _LeafRecord] = {}
@@ -237,6 +234,14 @@ class TrainingRecorder:
         self._patches.append((owner, name, owner.__dict__[name]))
         setattr(owner, name, replacement)
 
+    @property
+    def steps(self) -> int:
+        """Return the steps of the optimizer that stepped most: each of a GAN's optimizers gets about `--steps`.
+
+        An optimizer built again over the same parameters continues the count of the one it replaces.
+        """
+        return max((record.steps for record in self._optimizer_records.values()), default=0)
+
     # Hooks.
 
     def _before_forward(self, module: Any, args: Any) -> None:
@@ -263,7 +268,6 @@ class TrainingRecorder:
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._steps_in_progress = max(0, self._steps_in_progress - 1)
-        self.steps += 1
         self._optimizer_records[id(optimizer)].steps += 1
         for record in self.models.values():
             record.due = True
