@@ -282,8 +282,8 @@ def _no_gradient_note(model: dict[str, Any], front_end: str) -> str:
     start = f"No trainable parameter of {_model_label(model)} has a gradient"
     if front_end == "run":
         return (
-            f"{start}: no backward pass of the script filled its .grad before it was checked, so it "
-            "may be used only under torch.no_grad(), like a target network."
+            f"{start}: no backward pass had reached it when it was checked. Either the script uses it "
+            "without gradients (a target network), or the run stopped before a loss reached it."
         )
     if front_end == "api":
         return (
