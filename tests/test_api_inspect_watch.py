@@ -177,3 +177,87 @@ def test_watch_hooks_activations_before_checks_only():
     # With every=20 the forward passes of the last 2 steps before each check run the hook.
     assert hooked == ([False] * 18 + [True] * 2) * 2
     assert not model.act._forward_hooks
+
+
+@pytest.mark.parametrize("optimizer_class, options", [
+    (torch.optim.Adam, {"lr": 1e-3}),
+    (torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}),
+    (torch.optim.SGD, {"lr": 0.01}),
+])
+def test_watch_finds_gradients_cleared_before_step(model, caplog, optimizer_class, options):
+    optimizer = optimizer_class(model.parameters(), **options)
+    handle = gradsight.watch(model, optimizer, every=5)
+    with caplog.at_level(logging.INFO, logger="gradsight"):
+        train_steps(model, optimizer, 10, clear_before_step=True)
+    handle.remove()
+    messages = [record.getMessage() for record in caplog.records if "GS908" in record.getMessage()]
+    assert len(messages) == 2  # layer_1 and layer_2, at the second check
+    assert all("cleared before step()" in message for message in messages)
+
+
+def test_inspect_twice_finds_adam_cleared_before_step(model):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    nn.functional.cross_entropy(model(torch.randn(16, 10)), torch.randint(0, 3, (16,))).backward()
+    first = gradsight.inspect(model, optimizer)
+    optimizer.zero_grad()
+    optimizer.step()
+    nn.functional.cross_entropy(model(torch.randn(16, 10)), torch.randint(0, 3, (16,))).backward()
+    second = gradsight.inspect(model, optimizer)
+    assert not first.has_problems
+    assert {f["code"] for f in second.findings} == {"GS908"}
+
+
+def test_inspect_twice_quiet_on_adam_training(model):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    nn.functional.cross_entropy(model(torch.randn(16, 10)), torch.randint(0, 3, (16,))).backward()
+    gradsight.inspect(model, optimizer)
+    optimizer.step()
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(torch.randn(16, 10)), torch.randint(0, 3, (16,))).backward()
+    assert gradsight.inspect(model, optimizer).findings == []
+
+
+def test_inspect_header_says_what_it_compared(model):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    nn.functional.cross_entropy(model(torch.randn(16, 10)), torch.randint(0, 3, (16,))).backward()
+    first = str(gradsight.inspect(model, optimizer)).splitlines()[0]
+    second = str(gradsight.inspect(model, optimizer)).splitlines()[0]
+    assert first.endswith("; checked once")
+    assert second.endswith("; compared with the previous check of this model")
+
+
+def test_watch_header_names_compared_steps(model):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    handle = gradsight.watch(model, optimizer, every=3)
+    train_steps(model, optimizer, 6)
+    handle.remove()
+    assert str(handle.report).splitlines()[0].endswith("; compared after 3 and after 6 optimizer steps")
+
+
+def test_inspect_note_fits_api(model):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    model.eval()
+    notes = gradsight.inspect(model, optimizer).to_dict()["notes"]
+    assert any("Call gradsight.inspect after loss.backward()" in note for note in notes)
+    assert any("is in eval mode" in note for note in notes)
+    assert not any("pause" in note.lower() for note in notes)
+
+
+class TokenNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer_1 = nn.Linear(16, 1)
+        self.cls_token = nn.Parameter(torch.zeros(1, 16))
+
+    def forward(self, x):
+        return self.layer_1(x + self.cls_token)
+
+
+def test_own_parameter_finding_has_line():
+    model = TokenNet()
+    optimizer = torch.optim.SGD(model.layer_1.parameters(), lr=0.05)
+    model(torch.randn(4, 16)).pow(2).mean().backward()
+    findings = gradsight.inspect(model, optimizer).to_dict()["findings"]
+    assert [(f["code"], f["layer"]) for f in findings] == [("GS901", "")]
+    assert findings[0]["path"] == __file__
+    assert findings[0]["line"] == TokenNet.__init__.__code__.co_firstlineno + 3

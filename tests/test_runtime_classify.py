@@ -288,3 +288,194 @@ def test_root_parameters_message_names_model():
     finding = classify(snapshot_of(model, optimizer)).findings[0]
     assert finding.layer == ""
     assert finding.message.startswith("the model's own parameters (Linear): weight is in a parameter group")
+
+
+def cleared_before_step_snapshots(optimizer_class, **options):
+    """Snapshots after backward() of a loop that calls zero_grad() between backward() and step()."""
+    torch.manual_seed(0)
+    model = nn.Linear(8, 1)
+    optimizer = optimizer_class(model.parameters(), **options)
+    backward(model)
+    first = snapshot_of(model, optimizer)
+    for _ in range(3):
+        optimizer.zero_grad()
+        optimizer.step()  # .grad is None, so the optimizer skips every parameter
+        backward(model)
+    return first, snapshot_of(model, optimizer)
+
+
+def test_unchanged_with_adam_after_cleared_gradients():
+    first, second = cleared_before_step_snapshots(torch.optim.Adam, lr=1e-3)
+    report = classify(second, first, optimizer_steps=3)
+    assert statuses(report) == {"": "unchanged"}
+    assert codes(report) == {("", "GS908", "error")}
+    assert "cleared before step()" in report.findings[0].message
+
+
+def test_unchanged_with_momentum_after_cleared_gradients():
+    first, second = cleared_before_step_snapshots(torch.optim.SGD, lr=0.01, momentum=0.9)
+    assert statuses(classify(second, first)) == {"": "unchanged"}
+
+
+def test_not_unchanged_when_no_step_counted():
+    first, second = cleared_before_step_snapshots(torch.optim.Adam, lr=1e-3)
+    assert statuses(classify(second, first, optimizer_steps=0)) == {"": "ok"}
+
+
+def test_not_unchanged_with_zero_lr_after_cleared_gradients():
+    first, second = cleared_before_step_snapshots(torch.optim.Adam, lr=0.0)
+    assert statuses(classify(second, first)) == {"": "zero-lr"}
+
+
+def test_not_unchanged_with_tiny_update_after_cleared_gradients():
+    first, second = cleared_before_step_snapshots(torch.optim.Adam, lr=1e-12)
+    assert statuses(classify(second, first)) == {"": "tiny-update"}
+
+
+def test_not_unchanged_when_frozen_or_outside_optimizer():
+    torch.manual_seed(0)
+    model = TwoPaths()
+    model.second.requires_grad_(False)
+    optimizer = torch.optim.Adam(model.first.parameters(), lr=1e-3)
+    backward(model)
+    first = snapshot_of(model, optimizer)
+    for _ in range(3):
+        optimizer.zero_grad()
+        backward(model)
+        optimizer.step()
+    report = classify(snapshot_of(model, optimizer), first, optimizer_steps=3)
+    assert statuses(report) == {"first": "ok", "second": "frozen"}
+
+
+def test_adam_training_after_scaler_skip_not_unchanged():
+    """A step skipped by a GradScaler after non-finite gradients leaves Adam without state."""
+    torch.manual_seed(0)
+    model = nn.Linear(8, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    backward(model, scale=float("inf"))
+    first = snapshot_of(model, optimizer)
+    optimizer.zero_grad()  # the scaler found inf and skipped optimizer.step()
+    backward(model)
+    assert statuses(classify(snapshot_of(model, optimizer), first)) == {"": "ok"}
+
+
+def ranking_scorer_snapshot():
+    torch.manual_seed(0)
+    scorer = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+    optimizer = torch.optim.Adam(scorer.parameters(), lr=1e-3)
+    ranking_loss = nn.MarginRankingLoss(margin=0.5)
+    for _ in range(3):
+        better, worse = torch.randn(64, 10) + 0.5, torch.randn(64, 10)
+        optimizer.zero_grad()
+        ranking_loss(scorer(better).squeeze(1), scorer(worse).squeeze(1), torch.ones(64)).backward()
+        optimizer.step()
+    assert scorer[2].bias.grad.abs().max().item() == 0.0
+    return snapshot_of(scorer, optimizer)
+
+
+def test_shift_invariant_bias_not_zero_grad():
+    report = classify(ranking_scorer_snapshot())
+    assert statuses(report) == {"0": "ok", "2": "ok"}
+    assert report.findings == []
+    assert any("`2.bias`" in note and "does not depend on this bias" in note for note in report.notes)
+
+
+def test_siamese_distance_bias_not_zero_grad():
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 8))
+    optimizer = torch.optim.SGD(encoder.parameters(), lr=0.01, momentum=0.9)
+    a, b = torch.randn(16, 20), torch.randn(16, 20)
+    nn.functional.pairwise_distance(encoder(a), encoder(b)).pow(2).mean().backward()
+    report = classify(snapshot_of(encoder, optimizer))
+    assert report.findings == []
+
+
+def test_zero_multiplier_bias_still_zero_grad():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    (model(torch.randn(32, 8)) * 0.0).sum().backward()  # a zero multiplier: no signal at all
+    report = classify(snapshot_of(model, optimizer))
+    assert statuses(report)["2"] == "zero-grad"
+    assert not any("does not depend on this bias" in note for note in report.notes)
+
+
+class EmaPair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.online = nn.Linear(8, 8)
+        self.target = nn.Linear(8, 8).requires_grad_(False)
+
+    def forward(self, x):
+        return (self.online(x) - self.target(x)).pow(2).mean()
+
+
+def test_ema_target_outside_optimizer_not_frozen_but_changing():
+    torch.manual_seed(0)
+    model = EmaPair()
+    optimizer = torch.optim.Adam(model.online.parameters(), lr=1e-3)
+    model(torch.randn(16, 8)).backward()
+    first = snapshot_of(model, optimizer)
+    optimizer.step()
+    with torch.no_grad():
+        for target, online in zip(model.target.parameters(), model.online.parameters()):
+            target.lerp_(online, 0.01)
+    optimizer.zero_grad()
+    model(torch.randn(16, 8)).backward()
+    report = classify(snapshot_of(model, optimizer), first)
+    assert statuses(report) == {"online": "ok", "target": "frozen"}
+    assert {code for _, code, _ in codes(report)} == {"GS920"}
+    assert "EMA or target-network update" in report.findings[0].message
+
+
+class TokenNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, 16))
+        self.head = nn.Linear(16, 1)
+
+    def forward(self, x):
+        return self.head(x + self.cls_token).pow(2).mean()
+
+
+def test_zero_initialized_parameter_not_exploding():
+    torch.manual_seed(0)
+    model = TokenNet()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.05)
+    for _ in range(2):
+        optimizer.zero_grad()
+        (10 * model(torch.randn(4, 5, 16))).backward()
+        optimizer.step()
+    (10 * model(torch.randn(4, 5, 16))).backward()
+    snapshot = snapshot_of(model, optimizer)
+    own = next(p for p in snapshot["parameters"] if p["name"] == "cls_token")
+    assert own["gradNorm"] > 100 * own["weightNorm"]
+    assert statuses(classify(snapshot)) == {"": "ok", "head": "ok"}
+
+
+def test_exploding_growth_kept_for_small_weights():
+    torch.manual_seed(0)
+    model = TokenNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with torch.no_grad():
+        model.cls_token.fill_(1e-5)
+    model(torch.randn(4, 5, 16)).backward()
+    first = snapshot_of(model, optimizer)
+    optimizer.step()
+    optimizer.zero_grad()
+    (model(torch.randn(4, 5, 16)) * 1e6).backward()
+    assert statuses(classify(snapshot_of(model, optimizer), first))[""] == "exploding"
+
+
+def test_notes_name_model_and_fit_front_end():
+    model = nn.Sequential(nn.Linear(8, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    model.eval()
+    snapshot = probe.snapshot(model, [optimizer], {"target_net": model})
+    for front_end in ("debugger", "run", "api"):
+        notes = classify(snapshot, front_end=front_end).notes
+        assert all("`target_net` (Sequential)" in note for note in notes), notes
+        assert not any("this pause" in note for note in notes)
+    assert any("Pause on the line after loss.backward()" in note for note in classify(snapshot).notes)
+    for front_end in ("run", "api"):
+        assert not any("Pause" in note for note in classify(snapshot, front_end=front_end).notes)

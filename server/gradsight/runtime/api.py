@@ -41,7 +41,7 @@ def inspect(model: Any, optimizer: Any = None) -> CheckReport:
     snapshot, rank_findings = _snapshot(model, optimizers)
     previous = _previous_snapshots.get(model)
     _previous_snapshots[model] = snapshot
-    check = check_model(model, snapshot, previous, [], check_number=2 if previous else 1)
+    check = check_model(model, snapshot, previous, [], check_number=2 if previous else 1, front_end="api")
     notes = []
     if not optimizers:
         notes.append("No optimizer was given, so learning rates and optimizer membership were not checked.")
@@ -75,6 +75,7 @@ class WatchHandle:
         self._model = weakref.ref(model)
         self._optimizers = [weakref.ref(optimizer) for optimizer in optimizers]
         self._previous: dict[str, Any] | None = None
+        self._previous_steps = 0
         self._logged: set[tuple[str, str]] = set()
         self._handles = [optimizer.register_step_post_hook(self._after_step) for optimizer in optimizers[:1]]
         activations = history.activation_modules(_unwrapped(model))
@@ -108,8 +109,11 @@ class WatchHandle:
     def _check(self, model: Any, optimizers: list[Any]) -> None:
         snapshot, rank_findings = _snapshot(model, optimizers)
         self.checks += 1
-        check = check_model(model, snapshot, self._previous, [self.steps], check_number=self.checks)
-        self._previous = snapshot
+        steps = [self._previous_steps, self.steps] if self._previous is not None else [self.steps]
+        check = check_model(
+            model, snapshot, self._previous, steps, check_number=self.checks, checked_after_step=True, front_end="api"
+        )
+        self._previous, self._previous_steps = snapshot, self.steps
         dead_units = self._dead_units.read()
         self._dead_units.clear()
         dead_unit_findings = history.dead_unit_findings(_unwrapped(model), check, list(dead_units.items()))

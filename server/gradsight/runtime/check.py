@@ -103,8 +103,15 @@ def check_model(
     steps: list[int],
     extra_sources: list[str] | None = None,
     check_number: int = 1,
+    checked_after_step: bool = False,
+    front_end: str = "run",
 ) -> ModelCheck:
-    """Classify `snapshot` against `previous` and locate the layers in the model's source files."""
+    """Classify `snapshot` against `previous` and locate the layers in the model's source files.
+
+    `steps` contains the optimizer step count at each snapshot: two counts for a comparison, one
+    or none otherwise. `checked_after_step` means that `snapshot` was taken right after a step of
+    the first optimizer. `front_end` ("run" or "api") sets the wording of the notes.
+    """
     paths = list(extra_sources or [])
     paths.extend(path for _, path in snapshot.get("classFiles") or [])
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
@@ -112,7 +119,16 @@ def check_model(
         paths.append(main_file)
     sources = _read_sources(paths)
     names = list((snapshot.get("model") or {}).get("names") or [])
-    report = build_report(snapshot, previous, sources, check_number=check_number)
+    optimizer_steps = steps[1] - steps[0] if previous is not None and len(steps) == 2 else None
+    report = build_report(
+        snapshot,
+        previous,
+        sources,
+        check_number=check_number,
+        optimizer_steps=optimizer_steps,
+        checked_after_step=checked_after_step,
+        front_end=front_end,
+    )
     return ModelCheck(report=report, names=names, steps=steps, sources=sources)
 
 
@@ -193,6 +209,8 @@ def _model_heading(model: ModelCheck) -> str:
         when = f"compared after {model.steps[0]} and after {model.steps[1]} optimizer steps"
     elif model.steps:
         when = f"checked after {model.steps[0]} optimizer steps"
+    elif (summary.get("check") or 1) > 1:
+        when = "compared with the previous check of this model"
     else:
         when = "checked once"
     return f"Model {name}({summary.get('type')}, {counts}); {optimizers}; {when}"

@@ -72,6 +72,16 @@ VANISHING_RELATIVE = 1e-3
 EXPLODING_RATIO = 1e2
 EXPLODING_GROWTH = 1e2
 
+# The ratio test for exploding gradients is skipped for a layer whose weights have a root mean
+# square below this: a parameter initialized to zero (a ViT class token, a LoRA B matrix) has a
+# huge |grad| / |w| in its first steps, which tells nothing about the gradient. Default
+# initializations have a root mean square of 1 / sqrt(fan_in), above 1e-3 up to a fan-in of 1e6.
+RATIO_MIN_WEIGHT_RMS = 1e-3
+
+# Front ends that show a report, each with its own wording of the notes: the debug session's
+# paused frame, `gradsight run`, and the Python API (`gradsight.inspect` and `gradsight.watch`).
+FRONT_ENDS = ("debugger", "run", "api")
+
 ADAM_FAMILY = {"Adam", "AdamW", "NAdam", "RAdam", "Adamax", "Adagrad", "RMSprop", "Adadelta", "SparseAdam", "Adafactor"}
 NORMALIZATION_TYPES = {
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LazyBatchNorm1d", "LazyBatchNorm2d",
@@ -157,8 +167,22 @@ class Report:
     notes: list[str]
 
 
-def classify(snapshot: dict[str, Any], previous: dict[str, Any] | None = None) -> Report:
-    """Classify every layer of `snapshot`, comparing with `previous` where one is given."""
+def classify(
+    snapshot: dict[str, Any],
+    previous: dict[str, Any] | None = None,
+    optimizer_steps: int | None = None,
+    checked_after_step: bool = False,
+    front_end: str = "debugger",
+) -> Report:
+    """Classify every layer of `snapshot`, comparing with `previous` where one is given.
+
+    `optimizer_steps` is the number of optimizer steps that the caller counted between
+    `previous` and `snapshot` (None when it did not count them). `checked_after_step` means that
+    `snapshot` was taken right after a step of the first optimizer in it, as `gradsight.watch`
+    does. `front_end` is one of FRONT_ENDS and sets the wording of the notes.
+    """
+    if front_end not in FRONT_ENDS:
+        raise ValueError(f"front_end must be one of {FRONT_ENDS}, not {front_end!r}")
     optimizers = snapshot.get("optimizers") or []
     groups = {(opt["index"], group["index"]): (opt, group) for opt in optimizers for group in opt["groups"]}
     layer_types = {layer["name"]: layer for layer in snapshot.get("layers", [])}
@@ -169,6 +193,11 @@ def classify(snapshot: dict[str, Any], previous: dict[str, Any] | None = None) -
 
     parameters = snapshot.get("parameters", [])
     any_grad = any(p.get("hasGrad") for p in parameters if p.get("requiresGrad"))
+    previous_non_finite = any(_count(p, "gradNan") + _count(p, "gradInf") for p in (previous or {}).get("parameters", []))
+    layers_with_gradient = {
+        p["layer"] for p in parameters if not p["name"].endswith("bias") and (_number(p.get("gradNorm")) or 0) > 0
+    }
+    shift_invariant_biases: list[str] = []
     layers: dict[str, LayerReport] = {}
     for parameter in parameters:
         layer_info = layer_types.get(parameter["layer"], {})
@@ -184,8 +213,14 @@ def classify(snapshot: dict[str, Any], previous: dict[str, Any] | None = None) -
             stepped=stepped,
             any_grad=any_grad,
             before_normalization=_is_bias_before_normalization(parameter, layer_info),
+            optimizer_steps=optimizer_steps,
+            checked_after_step=checked_after_step,
+            previous_non_finite=previous_non_finite,
+            layer_has_gradient=parameter["layer"] in layers_with_gradient,
         )
         status, reason = _classify_parameter(context)
+        if status == "ok" and _is_shift_invariant_bias(context):
+            shift_invariant_biases.append(parameter["name"])
         layer.parameters.append(_parameter_json(parameter, status, context))
         layer.raise_status(status, reason)
 
@@ -195,18 +230,13 @@ def classify(snapshot: dict[str, Any], previous: dict[str, Any] | None = None) -
     _classify_ratios(reports, layer_types)
     _classify_growth(reports, previous)
 
-    if (snapshot.get("model") or {}).get("training") is False:
-        notes.append(
-            "The model is in eval mode: dropout is off and BatchNorm uses its running statistics. "
-            "If this pause is inside the training loop, call model.train() at the start of each epoch."
-        )
-
-    if parameters and not any_grad and any(p.get("requiresGrad") for p in parameters):
-        notes.append(
-            "No trainable parameter has a gradient: either backward() has not run yet in this "
-            "iteration, or the gradients were cleared (zero_grad) after it. Pause on the line "
-            "after loss.backward() to see the gradients."
-        )
+    model = snapshot.get("model") or {}
+    if model.get("training") is False:
+        notes.append(_eval_mode_note(model))
+    if parameters and not any_grad and not checked_after_step and any(p.get("requiresGrad") for p in parameters):
+        notes.append(_no_gradient_note(model, front_end))
+    if shift_invariant_biases:
+        notes.append(_shift_invariant_note(model, shift_invariant_biases))
 
     for layer in reports:
         finding = _layer_finding(layer)
@@ -226,6 +256,73 @@ class _ParameterContext:
     stepped: dict[tuple[int, int], bool]
     any_grad: bool
     before_normalization: bool
+    optimizer_steps: int | None = None
+    checked_after_step: bool = False
+    # Whether the previous check saw a NaN or Inf gradient: a GradScaler skips that step.
+    previous_non_finite: bool = False
+    # Whether a parameter of the same layer other than a bias has a non-zero gradient.
+    layer_has_gradient: bool = False
+
+
+def _model_label(model: dict[str, Any]) -> str:
+    names = model.get("names") or []
+    return f"`{names[0]}` ({model.get('type')})" if names else f"the model ({model.get('type')})"
+
+
+def _eval_mode_note(model: dict[str, Any]) -> str:
+    names = model.get("names") or []
+    call = f"{names[0]}.train()" if names else "model.train()"
+    return (
+        f"{_model_label(model)} is in eval mode: dropout is off and BatchNorm uses its running statistics. "
+        f"Unless that is on purpose (a frozen backbone, a target network), call {call} before the training steps."
+    )
+
+
+def _no_gradient_note(model: dict[str, Any], front_end: str) -> str:
+    start = f"No trainable parameter of {_model_label(model)} has a gradient"
+    if front_end == "run":
+        return (
+            f"{start}: no backward pass had reached it when it was checked. Either the script uses it "
+            "without gradients (a target network), or the run stopped before a loss reached it."
+        )
+    if front_end == "api":
+        return (
+            f"{start}: backward() has not run since the gradients were last cleared (zero_grad). "
+            "Call gradsight.inspect after loss.backward() and before zero_grad() to see the gradients."
+        )
+    return (
+        f"{start}: either backward() has not run yet in this iteration, or the gradients were "
+        "cleared (zero_grad) after it. Pause on the line after loss.backward() to see the gradients."
+    )
+
+
+def _shift_invariant_note(model: dict[str, Any], names: list[str]) -> str:
+    listed = ", ".join(f"`{name}`" for name in names)
+    verb = "has" if len(names) == 1 else "have"
+    return (
+        f"{listed} of {_model_label(model)} {verb} a gradient of exactly 0 while the weight of the same "
+        "layer has a non-zero gradient: the loss does not depend on this bias. A ranking, distance or "
+        "Wasserstein loss does not change when the layer's output shifts by a constant, so the bias "
+        "keeps its initial value, which is harmless."
+    )
+
+
+def _is_shift_invariant_bias(context: _ParameterContext) -> bool:
+    """Return whether the parameter is a bias with a gradient of exactly 0 in a layer whose weight has one.
+
+    A dead unit or a masked output zeroes the weight's gradient as well. So a zero bias gradient
+    beside a non-zero weight gradient means that the layer's output gradient sums to 0 over the
+    batch for every unit, and the loss does not change when the output shifts by a constant.
+    """
+    p = context.parameter
+    return (
+        p["name"].endswith("bias")
+        and bool(p.get("requiresGrad"))
+        and bool(p.get("hasGrad"))
+        and _number(p.get("gradNorm")) == 0
+        and context.layer_has_gradient
+        and not context.before_normalization
+    )
 
 
 def _classify_parameter(context: _ParameterContext) -> tuple[str, str]:
@@ -237,9 +334,17 @@ def _classify_parameter(context: _ParameterContext) -> tuple[str, str]:
         return "non-finite", _non_finite_reason(p)
 
     if not p.get("requiresGrad"):
-        if context.previous is not None and _changed(context.previous.get("checksum"), p.get("checksum")):
+        changed = context.previous is not None and _changed(context.previous.get("checksum"), p.get("checksum"))
+        if changed and context.group is not None:
             return "frozen-but-changing", (
-                f"{name} has requires_grad=False but its value changed since the previous check"
+                f"{name} has requires_grad=False but its value changed since the previous check, and it "
+                "is in a parameter group of the optimizer"
+            )
+        if changed:
+            # The user's own code updates it under torch.no_grad(): an EMA or target-network copy.
+            return "frozen", (
+                f"{name} has requires_grad=False and is in no optimizer, but its value changed since the "
+                "previous check, as an EMA or target-network update does"
             )
         return "frozen", f"{name} has requires_grad=False"
 
@@ -249,6 +354,12 @@ def _classify_parameter(context: _ParameterContext) -> tuple[str, str]:
     if not p.get("hasGrad"):
         if context.any_grad or not p.get("registered", True):
             return "no-grad", f"{name}.grad is None although backward ran: the loss does not reach it"
+        if _stepped_without_gradient(context):
+            return "unchanged", (
+                f"{name} did not change over the {context.optimizer_steps} optimizer steps since the previous "
+                "check, and right after optimizer.step() no trainable parameter had a gradient, so the "
+                "gradients are cleared before step() or backward() never runs"
+            )
         return "ok", ""
 
     if context.group is not None and _number(context.group[1].get("lr")) == 0:
@@ -257,10 +368,13 @@ def _classify_parameter(context: _ParameterContext) -> tuple[str, str]:
     if _is_unchanged(context):
         return "unchanged", (
             f"{name} did not change since the previous check although it had a non-zero gradient "
-            "and the optimizer stepped in between"
+            "after backward() and the optimizer stepped in between, so the gradient is likely cleared "
+            "before step() or never reaches it"
         )
 
     if _number(p.get("gradNorm")) == 0 and not context.before_normalization:
+        if _is_shift_invariant_bias(context):
+            return "ok", ""  # Explained by a note: the loss does not depend on this bias.
         return "zero-grad", f"the gradient of {name} is exactly zero"
 
     return "ok", ""
@@ -281,12 +395,16 @@ def _is_unchanged(context: _ParameterContext) -> bool:
     ratio = _expected_update_ratio(previous, context.group)
     if ratio is not None and ratio < TINY_UPDATE_RATIO:
         return False
+    if context.optimizer_steps == 0 or context.previous_non_finite:
+        return False
     key = (context.group[0]["index"], context.group[1]["index"])
     if context.stepped.get(key) is not None:
         return context.stepped[key]
-    # The optimizer keeps no state, so look at the gradient. One that was set to None and
-    # computed again (a new .grad object) means the loop went through zero_grad(), step() and
-    # backward() since the previous check. Gradients accumulated in place prove nothing.
+    # The optimizer state cannot tell: SGD without momentum keeps none, and an optimizer whose
+    # step() finds .grad set to None skips the parameter and creates none. So look at the
+    # gradient. One that was set to None and computed again (a new .grad object) means the loop
+    # went through zero_grad() and backward() since the previous check, and a training loop
+    # calls step() in between. Gradients accumulated in place prove nothing.
     current = context.parameter
     return current.get("gradNew") is True and _changed(previous.get("gradChecksum"), current.get("gradChecksum"))
 
@@ -319,18 +437,25 @@ def _optimizer_steps_between(previous: dict[str, Any] | None, current: dict[str,
                 result[key] = group["stateNorm"] != old_group["stateNorm"]
             elif group.get("stateNorm") is not None:
                 result[key] = True
-            elif _keeps_state(opt["type"], group):
-                # A stateful optimizer that has no state yet has never stepped.
-                result[key] = False
             else:
+                # No state at either check: the optimizer never stepped, or its step() skipped
+                # these parameters because their .grad was None (zero_grad() before step()).
                 result[key] = None
     return result
 
 
-def _keeps_state(optimizer_type: str, group: dict[str, Any]) -> bool:
-    if optimizer_type in ADAM_FAMILY:
-        return True
-    return optimizer_type == "SGD" and bool(_number(group.get("momentum")))
+def _stepped_without_gradient(context: _ParameterContext) -> bool:
+    """Return whether the parameter stayed the same over optimizer steps that ran with no gradient.
+
+    Only for a snapshot taken right after a step of optimizer 0 (`gradsight.watch`): a training
+    loop has its gradients in place right after step(), unless it clears them before.
+    """
+    previous = context.previous
+    if not context.checked_after_step or not context.optimizer_steps or previous is None or context.group is None:
+        return False
+    if context.group[0]["index"] != 0 or not _number(context.group[1].get("lr")):
+        return False
+    return previous.get("hasGrad") is False and not _changed(previous.get("checksum"), context.parameter.get("checksum"))
 
 
 def _expected_update_ratio(parameter: dict[str, Any], group: tuple[dict[str, Any], dict[str, Any]] | None) -> float | None:
@@ -397,7 +522,7 @@ def _classify_ratios(layers: list[LayerReport], layer_types: dict) -> None:
         ratio = ratios.get(layer.name)
         if ratio is None:
             continue
-        if ratio > EXPLODING_RATIO:
+        if ratio > EXPLODING_RATIO and _weight_rms(layer) >= RATIO_MIN_WEIGHT_RMS:
             layer.raise_status("exploding", (
                 f"the gradient norm {_format(layer.grad_norm)} is {_format(ratio)} times the weight "
                 f"norm {_format(layer.weight_norm)}"
@@ -412,6 +537,11 @@ def _classify_ratios(layers: list[LayerReport], layer_types: dict) -> None:
                 f"one optimizer step changes the weights by about {_format(layer.update_ratio)} of their "
                 f"norm (learning rate {_format(layer.lr)}); healthy training is near 1e-3"
             ))
+
+
+def _weight_rms(layer: LayerReport) -> float:
+    numel = sum(p["numel"] for p in layer.parameters if p["weightNorm"] is not None) or 1
+    return (layer.weight_norm or 0.0) / math.sqrt(numel)
 
 
 def _classify_growth(layers: list[LayerReport], previous: dict[str, Any] | None) -> None:
@@ -458,12 +588,12 @@ def _message(layer: LayerReport, code: str) -> str:
         "GS906": "training has diverged; lower the learning rate, check the inputs and the loss for NaN, or "
         "use gradient clipping",
         "GS907": "set a learning rate above 0 for this parameter group, or check the scheduler",
-        "GS908": "the step does not apply the gradient: look for zero_grad() between backward() and step(), "
-        "or an optimizer built over other tensors",
+        "GS908": "look for zero_grad() between backward() and step(), a gradient set to None or replaced "
+        "before the step, or an optimizer built over other tensors",
         "GS909": "raise the learning rate; typical values are 1e-4 to 1e-1",
-        "GS910": "a stale gradient or weight decay still moves it; set its .grad to None or leave it out of "
-        "the optimizer",
-        "GS920": "this is expected for a frozen backbone; otherwise set requires_grad=True",
+        "GS910": "a stale gradient, momentum or weight decay in the optimizer still moves it; set its .grad "
+        "to None or leave it out of the optimizer",
+        "GS920": "this is expected for a frozen backbone or a target network; otherwise set requires_grad=True",
     }[code]
     return f"{layer.display_name}: {layer.reason}; {advice}."
 

@@ -97,6 +97,22 @@ class LayerLocator:
             result[name] = None if root is None or not name else self._walk(root, split_layer_name(name))
         return result
 
+    def locate_own_parameters(self, model_type: str, model_names: Iterable[str], parameter_names: list[str]) -> SourceSpan | None:
+        """Return where the model's own parameters are built: the first of `parameter_names` found
+        as `self.<name> = ...` in its class, or the call that builds the whole model, such as
+        `model = nn.Linear(...)`."""
+        root = self._root(model_type, list(model_names))
+        if root is None:
+            return None
+        for name in parameter_names:
+            found = self._walk(root, [name])
+            if found is not None:
+                return found
+        key, node = self._resolve(*root)
+        if isinstance(node, ast.Call) and _call_name(node) not in SEQUENTIAL_NAMES:
+            return self._span(key, node)
+        return None
+
     # Indexing.
 
     def _index(self, key: str, tree: ast.Module) -> None:

@@ -28,9 +28,15 @@ def build_report(
     sources: dict[str, str],
     check_number: int = 1,
     model_expression: str | None = None,
+    optimizer_steps: int | None = None,
+    checked_after_step: bool = False,
+    front_end: str = "debugger",
 ) -> RuntimeReport:
-    """Classify `snapshot` against `previous` and locate its layers in `sources` (key: text)."""
-    result = classify(snapshot, previous)
+    """Classify `snapshot` against `previous` and locate its layers in `sources` (key: text).
+
+    `optimizer_steps`, `checked_after_step` and `front_end` are passed on to `classify`.
+    """
+    result = classify(snapshot, previous, optimizer_steps, checked_after_step, front_end)
     model = dict(snapshot.get("model") or {})
     names = list(model.get("names") or [])
     if model_expression:
@@ -38,6 +44,12 @@ def build_report(
 
     locator = locator_for(sources)
     spans = locator.locate(model.get("type", ""), names, [layer.name for layer in result.layers])
+    for layer in result.layers:
+        if not layer.name:
+            # The root module's own parameters: where `self.<name> = nn.Parameter(...)` is, with
+            # the parameter that sets the layer's status first.
+            own = sorted(layer.parameters, key=lambda p: p["status"] != layer.status)
+            spans[""] = locator.locate_own_parameters(model.get("type", ""), names, [p["name"] for p in own])
 
     layers = []
     for layer in result.layers:
