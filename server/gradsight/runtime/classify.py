@@ -12,6 +12,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from gradsight.runtime.codes import RUNTIME_RULES
+
 # Statuses, worst first. A layer shows the worst status of its parameters and of its own checks.
 STATUSES = (
     "non-finite",
@@ -29,35 +31,12 @@ STATUSES = (
 )
 STATUS_RANK = {status: rank for rank, status in enumerate(STATUSES)}
 
-CODES = {
-    "not-in-optimizer": "GS901",
-    "no-grad": "GS902",
-    "zero-grad": "GS903",
-    "vanishing": "GS904",
-    "exploding": "GS905",
-    "non-finite": "GS906",
-    "zero-lr": "GS907",
-    "unchanged": "GS908",
-    "tiny-update": "GS909",
-    "frozen-but-changing": "GS910",
-    "frozen": "GS920",
-}
+# Each layer status's finding code and default severity, from the table that `gradsight rule` prints.
+CODES = {rule.name: rule.code for rule in RUNTIME_RULES.values() if rule.name in STATUS_RANK}
 UNREGISTERED_LEAF = "GS914"
 
-SEVERITIES = {
-    "non-finite": "error",
-    "not-in-optimizer": "error",
-    "no-grad": "warning",
-    "zero-lr": "error",
-    "unchanged": "error",
-    "zero-grad": "warning",
-    "exploding": "warning",
-    "vanishing": "warning",
-    "tiny-update": "warning",
-    "frozen-but-changing": "warning",
-    "frozen": "information",
-    "ok": None,
-}
+SEVERITIES: dict[str, str | None] = {status: RUNTIME_RULES[code].severity for status, code in CODES.items()}
+SEVERITIES["ok"] = None
 
 # An expected update-to-weight ratio below this is too small to train, and in float32 (machine
 # epsilon 1.2e-7) most weights do not change at all. Healthy training is near 1e-3.

@@ -1,8 +1,8 @@
 """The runtime finding codes (GS9xx): name, default severity and meaning, for `gradsight rule`.
 
-The classifier and the history and distributed modules set each finding's code and severity
-themselves; `tests/test_run_command.py` checks that they agree with this table. No torch import,
-so `gradsight rule` runs without torch.
+The classifier takes each layer status's code and severity from this table. The history and
+distributed modules set theirs in their own code, and `tests/test_run_command.py` checks that
+they agree with it. There is no torch import, so `gradsight rule` runs without torch.
 """
 
 from __future__ import annotations
