@@ -116,7 +116,7 @@ def reanalysis_latency(source: str, edits: int) -> dict[str, float]:
     """Time check_source on `source` after one-character edits of its digits; return milliseconds.
 
     Each edit is applied to the original source, as typing one character and then undoing it
-    would; the edited statement is parsed again and the results kept for the others are reused.
+    would. The edited statement is parsed again, and the results kept for the others are reused.
     """
     from gradsight.static import check_source
 

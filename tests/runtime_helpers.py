@@ -75,7 +75,7 @@ class LspStdioClient:
             self._close_pipes()
 
     def _close_pipes(self) -> None:
-        # The readers stop at end of file once the server has exited; closing the pipes after
+        # The readers stop at end of file once the server has exited. Closing the pipes after
         # them keeps ResourceWarnings about unclosed files out of later tests.
         for reader in self._readers:
             reader.join(timeout=10)

@@ -164,7 +164,7 @@ def _model_summary(source: str) -> tuple:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(edits())
-def test_semantic_model_from_reused_statements_matches_a_fresh_one(edit):
+def test_reused_semantic_model_matches_fresh(edit):
     # After an edit, the model reuses the indexes of the statements the incremental parse kept.
     original, edited = edit
     try:

@@ -163,7 +163,7 @@ def test_syntax_error_source_ignored():
     assert spans == {"head": None}
 
 
-def test_locator_for_reuses_a_locator_until_a_source_changes():
+def test_locator_for_reuse_until_change():
     # gradsight.watch checks the same files every few steps: they are parsed once while unchanged.
     first_text = "import torch.nn as nn\nmodel = nn.Sequential(nn.Linear(2, 2))\n"
     first = locator_for({"/tmp/train.py": first_text})

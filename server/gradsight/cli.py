@@ -119,8 +119,8 @@ def _run_check(args: argparse.Namespace) -> int:
     from gradsight.output import WRITERS
     from gradsight.static import check_file, check_source, iter_python_files
 
-    # Python's parser warns about code such as `1if x else 2` as `<unknown>:1: SyntaxWarning`; the
-    # checked file's own run would show it, so it is left out here, as ruff and flake8 leave it out.
+    # Python's parser warns about code such as `1if x else 2` (`<unknown>:1: SyntaxWarning`). Running
+    # the checked file shows that warning, so it is left out here, as ruff and flake8 leave it out.
     warnings.filterwarnings("ignore", category=SyntaxWarning)
     _collect_garbage_less_often()
 

@@ -53,7 +53,7 @@ EXPLODING_GROWTH = 1e2
 
 # The ratio test for exploding gradients is skipped for a layer whose weights have a root mean
 # square below this: a parameter initialized to zero (a ViT class token, a LoRA B matrix) has a
-# huge |grad| / |w| in its first steps, which tells nothing about the gradient. Default
+# huge |grad| / |w| in its first steps, which is no sign of a problem with the gradient. Default
 # initializations have a root mean square of 1 / sqrt(fan_in), above 1e-3 up to a fan-in of 1e6.
 RATIO_MIN_WEIGHT_RMS = 1e-3
 

@@ -445,7 +445,7 @@ def _placements(tensor):
     `placements` lists them as text, e.g. ["Shard(dim=0)"]. `replicas` is the number of ranks
     that have a copy of each local value, the product of the mesh sizes of the Replicate
     dimensions. The summed squares of all ranks' local values divided by it is the squared
-    norm of the whole tensor. `partial` says that the local values are addends of the tensor (a Partial
+    norm of the whole tensor. `partial` means that the local values are addends of the tensor (a Partial
     placement: a reduction not done yet), so no per-rank statistic gives its norm. All three
     are None for a tensor that is not a DTensor. Reading the mesh sizes sends nothing.
     """

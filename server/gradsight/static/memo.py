@@ -2,17 +2,17 @@
 
 The incremental parse (`incremental.py`) keeps the node objects of the top-level statements an
 edit did not touch. A result computed from such a node's own subtree, without looking at its
-parents or at the rest of the file, therefore stays right for as long as the node lives, and
-the checker can reuse it for the next version of the source instead of computing it again.
+parents or at the rest of the file, stays right for as long as the node lives. The checker
+reuses it for the next version of the source instead of computing it again.
 
 A memo keeps its nodes alive, so an id cannot be reused by another node while its entry is
 there. Values are shared between analyses: no caller may modify them.
 
 A full parse makes new nodes for every statement, so the entries of earlier trees can only
 serve another file that is still edited incrementally. `incremental.parse` calls `clear_all`
-after each full parse: checking many files in a row (the CLI) then holds the memos of one file
-at a time, and the language server loses the kept results of its other open files, which
-costs one slower check of the next file edited.
+after each full parse. Checking many files in a row (the CLI) then keeps the memos of one file
+at a time. The language server loses the kept results of its other open files, which costs
+one slower check of the next file edited.
 """
 
 from __future__ import annotations

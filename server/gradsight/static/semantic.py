@@ -291,10 +291,10 @@ class SemanticModel:
 
 @dataclass(eq=False)
 class _ModuleStandIn(Scope):
-    """The module scope as one top-level statement sees it while it is collected on its own.
+    """Stand-in for the module scope while one top-level statement is collected on its own.
 
-    It records the module-level bindings the statement makes, in order, for the model to copy
-    into its real module scope; lookups that reach it continue in that real scope.
+    It records the module-level bindings the statement makes, in order, and the model copies them
+    into its real module scope. Lookups that reach the stand-in continue in that real scope.
     """
 
     ordered: list[Binding] = field(default_factory=list)
